@@ -1,0 +1,74 @@
+/*
+ * cli.h - what the `waiter` command's files share: global options, the
+ * command table, connecting (with auto-start), calls, exit statuses and
+ * output (text, or one JSON object per line with --json).
+ */
+#ifndef WAITER_CLI_H
+#define WAITER_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+
+#include "waiter.h"
+
+/* Exit statuses (DESIGN 5). */
+#define EXIT_OK 0
+#define EXIT_ERROR 1
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 69
+#define EXIT_TIMEOUT 124
+
+typedef Waiter__V1__Request Request;
+typedef Waiter__V1__ServerMessage ServerMessage;
+typedef Waiter__V1__Event Event;
+
+struct cmd {
+	const char *name;
+	const char *args;       /* synopsis after the name */
+	const char *summary;    /* one line for `waiter --help` */
+	const char *help;       /* the rest of `waiter NAME --help` */
+	int (*fn)(const struct cmd *, int, char **);
+};
+
+struct cli {
+	const char *socket;     /* -S, else NULL */
+	bool json;
+	bool no_autostart;
+	struct waiter *w;
+};
+extern struct cli cli;
+
+extern const struct cmd cmd_ping, cmd_stats, cmd_version, cmd_shutdown;
+extern const struct cmd cmd_after, cmd_every, cmd_at, cmd_timers;
+extern const struct cmd cmd_cancel, cmd_wait, cmd_events;
+
+/* Shared by the creating commands (cmd_object.c): wait for id to complete
+ * (timeout_us 0 = forever), or print its events until it completes. */
+int cli_wait_one(uint64_t id, uint64_t timeout_us);
+int cli_follow(uint64_t id);
+
+/* Connect (starting a daemon when allowed) or exit 69. */
+void cli_connect(void);
+/* Make a call; on failure print the error and return its exit status. */
+int cli_call(Request *req, ServerMessage **reply);
+/* Print "waiter: ..." on stderr and return code. */
+int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+noreturn void cli_usage(const struct cmd *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+uint64_t cli_parse_id(const struct cmd *c, const char *s);
+uint64_t cli_parse_duration(const struct cmd *c, const char *opt, const char *s);
+uint64_t cli_parse_count(const struct cmd *c, const char *opt, const char *s);
+
+/* Output (output.c). */
+void out_message(const ProtobufCMessage *m);    /* JSON line or key=value line */
+void out_message_sep(const ProtobufCMessage *m, const char *between);
+void out_event(const Event *ev);
+void out_json(const ProtobufCMessage *m);
+void out_id(uint64_t id);
+const char *out_enum(const ProtobufCEnumDescriptor *d, int value);
+void out_time(int64_t wall_us, char *buf, size_t len);
+/* Enum value by lowercase name, or -1. */
+int out_enum_value(const ProtobufCEnumDescriptor *d, const char *name);
+
+#endif

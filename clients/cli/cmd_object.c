@@ -1,0 +1,289 @@
+/* cmd_object.c - cancel, wait, events: commands that work whatever an id is. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static const char *
+kind_name(const Waiter__V1__ObjectInfo *o)
+{
+	return out_enum(&waiter__v1__object_kind__descriptor, o->kind);
+}
+
+/* Exit status for an object that ended: 0 completed, 1 otherwise. */
+static int
+ended_status(const Waiter__V1__ObjectInfo *o)
+{
+	if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED)
+		return EXIT_OK;
+	if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED)
+		return cli_fail(EXIT_ERROR, "%s %llu was cancelled", kind_name(o),
+		    (unsigned long long)o->id);
+	return cli_fail(EXIT_ERROR, "%s %llu ended as %s", kind_name(o),
+	    (unsigned long long)o->id,
+	    out_enum(&waiter__v1__object_state__descriptor, o->state));
+}
+
+int
+cli_wait_one(uint64_t id, uint64_t timeout_us)
+{
+	Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Wait wq = WAITER__V1__WAIT__INIT;
+	ServerMessage *m;
+	int rc;
+
+	wq.id = id;
+	wq.timeout_us = timeout_us;
+	req.op_case = WAITER__V1__REQUEST__OP_WAIT;
+	req.wait = &wq;
+	if ((rc = cli_call(&req, &m)) != EXIT_OK)
+		return rc;
+	if (cli.json)
+		out_json(&m->reply->wait->base);
+	rc = ended_status(m->reply->wait->object);
+	waiter_message_free(m);
+	return rc;
+}
+
+/* Does ev end object id? Then its exit status in *rc. */
+static bool
+event_ends(const Event *ev, uint64_t id, int *rc)
+{
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN) {
+		*rc = cli_fail(EXIT_ERROR, "the daemon shut down");
+		return true;
+	}
+	if (ev->object_id != id)
+		return false;
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_CANCELLED) {
+		*rc = cli_fail(EXIT_ERROR, "%llu was cancelled", (unsigned long long)id);
+		return true;
+	}
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TIMER_FIRED && ev->timer_fired->last) {
+		*rc = EXIT_OK;
+		return true;
+	}
+	return false;
+}
+
+int
+cli_follow(uint64_t id)
+{
+	struct waiter_error err;
+	ServerMessage *m;
+	int rc = EXIT_OK;
+	bool done = false;
+
+	while (!done) {
+		if (waiter_next_event(cli.w, -1, &m, &err) < 0)
+			return cli_fail(EXIT_ERROR, "%s", err.message);
+		if (m->event->object_id == id ||
+		    m->event->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST)
+			out_event(m->event);
+		done = event_ends(m->event, id, &rc);
+		waiter_message_free(m);
+	}
+	return rc;
+}
+
+static int
+cancel_main(const struct cmd *c, int argc, char **argv)
+{
+	static const struct option none[] = { { NULL, 0, NULL, 0 } };
+	int rc = EXIT_OK;
+
+	if (getopt_long(argc, argv, "", none, NULL) != -1)
+		cli_usage(c, "unknown option");
+	if (optind >= argc)
+		cli_usage(c, "missing ID");
+	for (int i = optind; i < argc; i++)
+		cli_parse_id(c, argv[i]);
+	cli_connect();
+	for (int i = optind; i < argc; i++) {
+		Request req = WAITER__V1__REQUEST__INIT;
+		Waiter__V1__Cancel cq = WAITER__V1__CANCEL__INIT;
+		ServerMessage *m;
+		int r;
+
+		cq.id = cli_parse_id(c, argv[i]);
+		req.op_case = WAITER__V1__REQUEST__OP_CANCEL;
+		req.cancel = &cq;
+		if ((r = cli_call(&req, &m)) != EXIT_OK) {
+			rc = r;
+			continue;
+		}
+		waiter_message_free(m);
+	}
+	return rc;
+}
+
+const struct cmd cmd_cancel = {
+	"cancel", "ID...", "cancel timers (any object) by id",
+	"Cancel each object. Its waiters are answered and a CANCELLED event is\n"
+	"published. Exit status 1 if any id was unknown or already finished\n"
+	"(the others are still cancelled).\n",
+	cancel_main,
+};
+
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int
+wait_main(const struct cmd *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 }
+	};
+	uint64_t timeout = 0;
+	int64_t deadline = 0;
+	int ch, rc = EXIT_OK;
+
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch != 't')
+			cli_usage(c, "unknown option");
+		timeout = cli_parse_duration(c, "--timeout", optarg);
+		if (timeout == 0)
+			cli_usage(c, "--timeout must be longer than 0");
+	}
+	if (optind >= argc)
+		cli_usage(c, "missing ID");
+	for (int i = optind; i < argc; i++)
+		cli_parse_id(c, argv[i]);
+	cli_connect();
+	if (timeout != 0)
+		deadline = mono_us() + (int64_t)timeout;
+	for (int i = optind; i < argc; i++) {
+		uint64_t left = 0;
+		int r;
+
+		if (timeout != 0) {
+			int64_t l = deadline - mono_us();
+
+			left = l > 0 ? (uint64_t)l : 1;
+		}
+		r = cli_wait_one(cli_parse_id(c, argv[i]), left);
+		if (r == EXIT_TIMEOUT)
+			return r;
+		if (r != EXIT_OK && rc == EXIT_OK)
+			rc = r;
+	}
+	return rc;
+}
+
+const struct cmd cmd_wait = {
+	"wait", "ID... [--timeout DURATION]", "wait until objects complete",
+	"Wait until every ID has completed (or was cancelled). Exits 0 when all\n"
+	"completed, 1 if one was cancelled or is unknown, 124 when --timeout\n"
+	"passes first. An object that finished earlier answers at once.\n"
+	"With --json, prints each object's final state and its last event.\n",
+	wait_main,
+};
+
+static int
+events_main(const struct cmd *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "follow", no_argument, NULL, 'f' },
+		{ "since", required_argument, NULL, 's' },
+		{ "kind", required_argument, NULL, 'k' },
+		{ "id", required_argument, NULL, 'i' },
+		{ NULL, 0, NULL, 0 }
+	};
+	Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Subscribe sub = WAITER__V1__SUBSCRIBE__INIT;
+	Waiter__V1__EventKind kinds[32];
+	uint64_t ids[64];
+	struct waiter_error err;
+	ServerMessage *m;
+	bool follow = false;
+	int ch, rc, k;
+
+	sub.kinds = kinds;
+	sub.ids = ids;
+	while ((ch = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'f': follow = true; break;
+		case 's':
+			sub.has_since = true;
+			sub.since_seq = cli_parse_count(c, "--since", optarg);
+			break;
+		case 'k':
+			if ((k = out_enum_value(&waiter__v1__event_kind__descriptor, optarg)) < 0)
+				cli_usage(c, "unknown event kind '%s' (timer_fired, cancelled, "
+				    "shutdown)", optarg);
+			if (sub.n_kinds == 32)
+				cli_usage(c, "too many --kind options");
+			kinds[sub.n_kinds++] = (Waiter__V1__EventKind)k;
+			break;
+		case 'i':
+			if (sub.n_ids == 64)
+				cli_usage(c, "at most 64 --id options");
+			ids[sub.n_ids++] = cli_parse_id(c, optarg);
+			break;
+		default:
+			cli_usage(c, "unknown option");
+		}
+	}
+	if (optind < argc)
+		cli_usage(c, "unexpected argument '%s'", argv[optind]);
+	if (!follow)
+		sub.has_since = true;   /* show what is retained, then stop */
+	cli_connect();
+	req.op_case = WAITER__V1__REQUEST__OP_SUBSCRIBE;
+	req.subscribe = &sub;
+	if ((rc = cli_call(&req, &m)) != EXIT_OK)
+		return rc;
+	waiter_message_free(m);
+	for (;;) {
+		Waiter__V1__EventKind kind;
+
+		if (waiter_next_event(cli.w, -1, &m, &err) < 0)
+			return cli_fail(EXIT_ERROR, "%s", err.message);
+		kind = m->event->kind;
+		if (kind == WAITER__V1__EVENT_KIND__EVENT_KIND_REPLAY_DONE) {
+			waiter_message_free(m);
+			if (!follow)
+				return EXIT_OK;
+			continue;
+		}
+		if (kind == WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST)
+			fprintf(stderr, "waiter: events %llu to %llu were lost to this "
+			    "client (no longer retained, or it read too slowly)\n",
+			    (unsigned long long)m->event->events_lost->from_seq,
+			    (unsigned long long)m->event->events_lost->to_seq);
+		out_event(m->event);
+		waiter_message_free(m);
+		if (kind == WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN)
+			return EXIT_OK;
+	}
+}
+
+const struct cmd cmd_events = {
+	"events", "[--follow] [--since SEQ] [--kind K]... [--id ID]...",
+	"print events: what is retained, or live",
+	"Print events, one per line. Every event has a daemon-wide seq.\n"
+	"\n"
+	"  --since SEQ  replay the retained events after SEQ (0: all retained)\n"
+	"  --follow     then keep printing live events until interrupted or the\n"
+	"               daemon stops; without --since only live events\n"
+	"  --kind K     only events of kind K (timer_fired, cancelled, shutdown);\n"
+	"               repeatable\n"
+	"  --id ID      only events about object ID; repeatable\n"
+	"\n"
+	"Without --follow, prints the retained events (after --since) and exits.\n"
+	"A client that missed events (they left the retention ring, or it read\n"
+	"too slowly) gets an events_lost line naming the range.\n",
+	events_main,
+};

@@ -1,0 +1,305 @@
+/* main.c - the `waiter` command: global options, the command table,
+ * connecting with auto-start, and the shared helpers of cli.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "frame.h"
+
+extern char **environ;
+
+struct cli cli;
+
+/* The command table: `waiter --help` lists it in this order. */
+static const struct cmd *const commands[] = {
+	&cmd_ping, &cmd_stats, &cmd_version, &cmd_shutdown,
+	&cmd_after, &cmd_every, &cmd_at, &cmd_timers,
+	&cmd_cancel, &cmd_wait, &cmd_events,
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+/* How long an auto-started daemon has to come up. */
+#define AUTOSTART_TRIES 50
+#define AUTOSTART_PAUSE_NS 20000000
+
+static void
+usage_all(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: waiter [-S PATH] [--json] [--no-autostart] COMMAND [ARGS...]\n"
+	    "\n"
+	    "Hand your waiting to waiterd: timers now; the daemon runs one event loop\n"
+	    "for every process on the host.\n"
+	    "\n"
+	    "Global options:\n"
+	    "  -S, --socket PATH   daemon socket (default: $WAITER_SOCKET, else\n"
+	    "                      $XDG_RUNTIME_DIR/waiter/waiterd.sock, else\n"
+	    "                      /tmp/waiter-$UID/waiterd.sock)\n"
+	    "      --json          print one JSON object per line\n"
+	    "      --no-autostart  do not start waiterd when none is running (it is\n"
+	    "                      started only at the default socket)\n"
+	    "  -h, --help          this help; waiter COMMAND --help for a command\n"
+	    "      --version       same as `waiter version`\n"
+	    "\n"
+	    "Commands:\n");
+	for (size_t i = 0; i < N_COMMANDS; i++) {
+		char head[64];
+
+		snprintf(head, sizeof head, "%s", commands[i]->name);
+		fprintf(fp, "  %-9s %s\n", head, commands[i]->summary);
+	}
+	fprintf(fp,
+	    "\n"
+	    "DURATION: 250ms, 5s, 2m, 1h30m, 1.5s; a bare number is seconds.\n"
+	    "TIME: RFC 3339 (2026-11-26T10:00:00Z) or @UNIX_SECONDS.\n"
+	    "Creating commands print the new id alone on stdout.\n"
+	    "\n"
+	    "Exit status: 0 success; 1 error; 2 usage error; 69 daemon unreachable;\n"
+	    "124 wait --timeout expired.\n");
+}
+
+static void
+usage_cmd(FILE *fp, const struct cmd *c)
+{
+	fprintf(fp, "usage: waiter %s %s\n\n%s", c->name, c->args, c->help);
+}
+
+int
+cli_fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs("waiter: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+void
+cli_usage(const struct cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("waiter: ", stderr);
+	if (c != NULL)
+		fprintf(stderr, "%s: ", c->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (c != NULL)
+		fprintf(stderr, "\nusage: waiter %s %s\n", c->name, c->args);
+	else
+		fputs("\nTry 'waiter --help'.\n", stderr);
+	exit(EXIT_USAGE);
+}
+
+uint64_t
+cli_parse_id(const struct cmd *c, const char *s)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v == 0 || s[0] == '-')
+		cli_usage(c, "'%s' is not an object id (a positive number)", s);
+	return v;
+}
+
+uint64_t
+cli_parse_duration(const struct cmd *c, const char *opt, const char *s)
+{
+	uint64_t us;
+	const char *err;
+
+	if (waiter_parse_duration(s, &us, &err) < 0)
+		cli_usage(c, "%s '%s': %s", opt, s, err);
+	return us;
+}
+
+uint64_t
+cli_parse_count(const struct cmd *c, const char *opt, const char *s)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-')
+		cli_usage(c, "%s '%s' is not a number", opt, s);
+	return v;
+}
+
+/* waiterd beside this executable (a build tree or bindir), else $PATH. */
+static const char *
+find_waiterd(char *buf, size_t len)
+{
+	const char *env = getenv("WAITERD");
+	ssize_t n;
+	char *slash;
+
+	if (env != NULL && env[0] != '\0')
+		return env;
+	n = readlink("/proc/self/exe", buf, len - 16);
+	if (n > 0) {
+		buf[n] = '\0';
+		if ((slash = strrchr(buf, '/')) != NULL) {
+			strcpy(slash + 1, "waiterd");
+			if (access(buf, X_OK) == 0)
+				return buf;
+		}
+	}
+	snprintf(buf, len, "%s/waiterd", WAITER_BINDIR);
+	if (access(buf, X_OK) == 0)
+		return buf;
+	return "waiterd";
+}
+
+/* Start a daemon at path; it detaches once it serves. Racing starters are
+ * fine: the daemon's lock lets one win, the others exit and we connect. */
+static void
+autostart(const char *path)
+{
+	char exe[PATH_MAX];
+	const char *bin = find_waiterd(exe, sizeof exe);
+	char *argv[] = { (char *)bin, "--daemonize", "-S", (char *)path, NULL };
+	pid_t pid;
+	int status;
+
+	if (posix_spawnp(&pid, bin, NULL, NULL, argv, environ) != 0) {
+		cli_fail(0, "cannot start %s: %s", bin, strerror(errno));
+		return;
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+}
+
+void
+cli_connect(void)
+{
+	struct waiter_error err;
+	char def[108];
+	const char *path = cli.socket;
+	bool explicit = path != NULL || (getenv("WAITER_SOCKET") && *getenv("WAITER_SOCKET"));
+
+	if (path == NULL && !explicit) {
+		if (waiter_default_socket(def, sizeof def) < 0)
+			exit(cli_fail(EXIT_ERROR, "the default socket path is too long"));
+		path = def;
+	}
+	if (waiter_connect(path, "waiter-cli", &cli.w, &err) == 0)
+		return;
+	if (err.code == WAITER_E_UNREACHABLE && !explicit && !cli.no_autostart) {
+		struct timespec pause = { 0, AUTOSTART_PAUSE_NS };
+
+		autostart(path);
+		for (int i = 0; i < AUTOSTART_TRIES; i++) {
+			if (waiter_connect(path, "waiter-cli", &cli.w, &err) == 0)
+				return;
+			if (err.code != WAITER_E_UNREACHABLE)
+				break;
+			nanosleep(&pause, NULL);
+		}
+	}
+	if (err.code == WAITER_E_UNREACHABLE)
+		exit(cli_fail(EXIT_UNREACHABLE, "%s", err.message));
+	exit(cli_fail(EXIT_ERROR, "%s", err.message));
+}
+
+int
+cli_call(Request *req, ServerMessage **reply)
+{
+	struct waiter_error err;
+
+	if (waiter_call(cli.w, req, reply, &err) == 0)
+		return EXIT_OK;
+	if (err.code == WAITER__V1__ERROR_CODE__ERROR_CODE_TIMED_OUT)
+		return cli_fail(EXIT_TIMEOUT, "%s", err.message);
+	if (err.code == WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT)
+		return cli_fail(EXIT_USAGE, "%s", err.message);
+	if (err.code == WAITER_E_UNREACHABLE)
+		return cli_fail(EXIT_UNREACHABLE, "%s", err.message);
+	return cli_fail(EXIT_ERROR, "%s", err.message);
+}
+
+static const struct cmd *
+find_command(const char *name)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (strcmp(commands[i]->name, name) == 0)
+			return commands[i];
+	return NULL;
+}
+
+static bool
+wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	return false;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 'S' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "no-autostart", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const struct cmd *c;
+	int ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "+S:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'S': cli.socket = optarg; break;
+		case 'j': cli.json = true; break;
+		case 'n': cli.no_autostart = true; break;
+		case 'h': usage_all(stdout); return EXIT_OK;
+		case 'V': c = &cmd_version; return c->fn(c, 1, (char *[]){ "version", NULL });
+		default: fputs("Try 'waiter --help'.\n", stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage_all(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[optind], "help") == 0) {
+		if (optind + 1 < argc && (c = find_command(argv[optind + 1])) != NULL)
+			usage_cmd(stdout, c);
+		else
+			usage_all(stdout);
+		return EXIT_OK;
+	}
+	if ((c = find_command(argv[optind])) == NULL)
+		cli_usage(NULL, "unknown command '%s'", argv[optind]);
+	argc -= optind;
+	argv += optind;
+	if (wants_help(argc, argv)) {
+		usage_cmd(stdout, c);
+		return EXIT_OK;
+	}
+	optind = 0;     /* let the command run getopt over its own words */
+	rc = c->fn(c, argc, argv);
+	waiter_close(cli.w);
+	return rc;
+}

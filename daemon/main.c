@@ -1,0 +1,382 @@
+/* main.c - waiterd's flags, start-up, signals and shutdown. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "events.h"
+#include "frame.h"
+#include "log.h"
+#include "objects.h"
+#include "server.h"
+#include "stats.h"
+#include "timers.h"
+#include "waiter.h"
+
+struct config cfg = {
+	.max_frame = FRAME_DEFAULT_MAX,
+	/* Within the default fd limit this machine kind gives (20000). */
+	.max_clients = 10000,
+	/* A subscriber may lag this far behind before it loses events. */
+	.max_output = 4 * 1024 * 1024,
+	/* Enough for a reconnecting client to catch up on a busy minute. */
+	.retain_events = 10000,
+	.keep_finished = 10000,
+	.max_objects_per_client = 100000,
+	.max_objects = 2000000,
+	.slow_lap_us = 50000,
+};
+struct event_base *ev_base;
+
+static struct event *shutdown_ev, *sigterm_ev, *sigint_ev;
+static bool shutting_down;
+static const char *shutdown_why;
+static char default_path[108];
+
+static const char usage_text[] =
+"usage: waiterd [-S PATH] [--foreground | --daemonize] [options]\n"
+"\n"
+"Run one event loop and lend it to every process on the host: timers,\n"
+"watches and tasks, requested over a Unix socket (see waiter(1)).\n"
+"\n"
+"  -S, --socket PATH        socket to serve (default: $WAITER_SOCKET, else\n"
+"                           $XDG_RUNTIME_DIR/waiter/waiterd.sock, else\n"
+"                           /tmp/waiter-$UID/waiterd.sock)\n"
+"  -f, --foreground         stay in the foreground, log to stderr (default)\n"
+"  -d, --daemonize          detach once the socket is ready; log to PATH.log\n"
+"      --log-file FILE      append the log to FILE instead of stderr\n"
+"      --max-frame BYTES    largest request frame accepted (default 1048576)\n"
+"      --max-clients N      connections served at once (default 10000)\n"
+"      --max-output BYTES   per-connection output limit; a subscriber past it\n"
+"                           loses events and gets EVENTS_LOST (default 4194304)\n"
+"      --retain-events N    events kept for replay with --since (default 10000)\n"
+"      --keep-finished N    finished objects kept for wait/list (default 10000)\n"
+"      --max-objects N      active objects in the daemon (default 2000000)\n"
+"      --max-objects-per-client N\n"
+"                           active objects one connection may create (100000)\n"
+"      --slow-lap DURATION  log callbacks slower than this (default 50ms)\n"
+"      --allow-uid UID      also serve this user (name or number; repeatable)\n"
+"      --allow-group GROUP  also serve members of this group\n"
+"  -v, --verbose            log every connection and close\n"
+"  -V, --version            print the version and exit\n"
+"  -h, --help               print this help and exit\n"
+"\n"
+"Exits cleanly on SIGTERM or SIGINT: stops accepting, tells clients, removes\n"
+"its socket. Refuses to start when another waiterd serves the socket.\n";
+
+static noreturn void
+usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "waiterd: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'waiterd --help'.\n");
+	exit(2);
+}
+
+static uint64_t
+parse_count(const char *s, const char *what, uint64_t min, uint64_t max)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
+		fprintf(stderr, "waiterd: %s must be a number from %llu to %llu, not '%s'\n",
+		    what, (unsigned long long)min, (unsigned long long)max, s);
+		exit(2);
+	}
+	return v;
+}
+
+static void
+add_allow_uid(const char *s)
+{
+	struct passwd *pw = getpwnam(s);
+	uid_t uid;
+
+	if (pw != NULL)
+		uid = pw->pw_uid;
+	else
+		uid = (uid_t)parse_count(s, "--allow-uid", 0, UINT32_MAX - 1);
+	if (cfg.n_allow_uids == MAX_ALLOW_UIDS)
+		usage_error("at most %s --allow-uid options", "32");
+	cfg.allow_uids[cfg.n_allow_uids++] = uid;
+}
+
+static void
+set_allow_group(const char *s)
+{
+	struct group *gr = getgrnam(s);
+
+	cfg.allow_gid = gr != NULL ? gr->gr_gid :
+	    (gid_t)parse_count(s, "--allow-group", 0, UINT32_MAX - 1);
+	cfg.have_allow_gid = true;
+}
+
+enum {
+	OPT_LOG_FILE = 256, OPT_MAX_FRAME, OPT_MAX_CLIENTS, OPT_MAX_OUTPUT,
+	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
+	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP
+};
+
+static void
+parse_args(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 'S' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "daemonize", no_argument, NULL, 'd' },
+		{ "log-file", required_argument, NULL, OPT_LOG_FILE },
+		{ "max-frame", required_argument, NULL, OPT_MAX_FRAME },
+		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+		{ "max-output", required_argument, NULL, OPT_MAX_OUTPUT },
+		{ "retain-events", required_argument, NULL, OPT_RETAIN },
+		{ "keep-finished", required_argument, NULL, OPT_KEEP },
+		{ "max-objects", required_argument, NULL, OPT_MAX_OBJECTS },
+		{ "max-objects-per-client", required_argument, NULL, OPT_MAX_OBJECTS_CLIENT },
+		{ "slow-lap", required_argument, NULL, OPT_SLOW_LAP },
+		{ "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
+		{ "allow-group", required_argument, NULL, OPT_ALLOW_GROUP },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *err;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "S:fdvVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'S': cfg.socket_path = optarg; break;
+		case 'f': cfg.daemonize = false; break;
+		case 'd': cfg.daemonize = true; break;
+		case OPT_LOG_FILE: cfg.log_file = optarg; break;
+		case OPT_MAX_FRAME:
+			cfg.max_frame = (uint32_t)parse_count(optarg, "--max-frame", 64,
+			    FRAME_HARD_MAX);
+			break;
+		case OPT_MAX_CLIENTS:
+			cfg.max_clients = (unsigned)parse_count(optarg, "--max-clients", 1,
+			    1000000);
+			break;
+		case OPT_MAX_OUTPUT:
+			cfg.max_output = parse_count(optarg, "--max-output", 1024,
+			    UINT64_C(1) << 32);
+			break;
+		case OPT_RETAIN:
+			cfg.retain_events = parse_count(optarg, "--retain-events", 1, 100000000);
+			break;
+		case OPT_KEEP:
+			cfg.keep_finished = parse_count(optarg, "--keep-finished", 0, 100000000);
+			break;
+		case OPT_MAX_OBJECTS:
+			cfg.max_objects = parse_count(optarg, "--max-objects", 1, UINT32_MAX);
+			break;
+		case OPT_MAX_OBJECTS_CLIENT:
+			cfg.max_objects_per_client = (unsigned)parse_count(optarg,
+			    "--max-objects-per-client", 1, UINT32_MAX);
+			break;
+		case OPT_SLOW_LAP:
+			if (waiter_parse_duration(optarg, &cfg.slow_lap_us, &err) < 0)
+				usage_error("--slow-lap: %s", err);
+			break;
+		case OPT_ALLOW_UID: add_allow_uid(optarg); break;
+		case OPT_ALLOW_GROUP: set_allow_group(optarg); break;
+		case 'v': cfg.verbose++; break;
+		case 'V': printf("waiterd %s (protocol %d)\n", PACKAGE_VERSION,
+		    WAITER_PROTOCOL_VERSION); exit(0);
+		case 'h': fputs(usage_text, stdout); exit(0);
+		default: fputs("Try 'waiterd --help'.\n", stderr); exit(2);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+	if (cfg.socket_path == NULL)
+		cfg.socket_path = getenv("WAITER_SOCKET");
+	if (cfg.socket_path == NULL || cfg.socket_path[0] == '\0') {
+		if (waiter_default_socket(default_path, sizeof default_path) < 0)
+			usage_error("the default socket path is too long%s", "");
+		cfg.socket_path = default_path;
+	}
+}
+
+/* Detach; the parent exits once the child is serving, or with its error. */
+static int
+daemonize(void)
+{
+	int fds[2];
+	pid_t pid;
+	char msg[512];
+	ssize_t n;
+
+	if (pipe(fds) < 0)
+		fatal("pipe");
+	if ((pid = fork()) < 0)
+		fatal("fork");
+	if (pid > 0) {
+		close(fds[1]);
+		n = read(fds[0], msg, sizeof msg - 1);
+		if (n > 0 && msg[0] == '+')
+			exit(0);
+		msg[n > 0 ? n : 0] = '\0';
+		fprintf(stderr, "waiterd: %s\n", n > 0 ? msg : "failed to start");
+		exit(1);
+	}
+	close(fds[0]);
+	setsid();
+	if (chdir("/") < 0)
+		fatal("chdir /");
+	return fds[1];
+}
+
+static void
+redirect_stdio(void)
+{
+	char path[PATH_MAX];
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd < 0)
+		fatal("/dev/null");
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	close(fd);
+	if (cfg.log_file == NULL) {
+		snprintf(path, sizeof path, "%s.log", cfg.socket_path);
+		cfg.log_file = path;
+	}
+	if (log_open_file(cfg.log_file) < 0)
+		dup2(STDOUT_FILENO, STDERR_FILENO);
+	cfg.log_file = NULL;
+}
+
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+void
+daemon_shutdown(const char *why)
+{
+	if (shutting_down)
+		return;
+	shutting_down = true;
+	shutdown_why = why;
+	event_active(shutdown_ev, EV_TIMEOUT, 1);
+}
+
+static void
+shutdown_cb(evutil_socket_t fd, short what, void *arg)
+{
+	Event ev = WAITER__V1__EVENT__INIT;
+
+	(void)fd, (void)what, (void)arg;
+	log_info("shutdown reason=%s connections=%llu objects_dropped=%llu",
+	    shutdown_why, (unsigned long long)stats.connections,
+	    (unsigned long long)stats.objects);
+	server_stop_listening();
+	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN;
+	events_broadcast(&ev);
+	objects_shutdown();
+	server_drain_and_exit();
+	arena_reset();
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what, (void)arg;
+	if (shutting_down) {
+		/* A second signal: the user does not want to wait. */
+		log_warn("shutdown_forced signal=%d", (int)sig);
+		event_base_loopbreak(ev_base);
+		return;
+	}
+	daemon_shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct event_config *ecfg;
+	const char *cause = NULL;
+	int ready_fd = -1;
+
+	parse_args(argc, argv);
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+	if (cfg.daemonize) {
+		ready_fd = daemonize();
+		redirect_stdio();
+	}
+	if (cfg.log_file != NULL && log_open_file(cfg.log_file) < 0)
+		fatal("cannot open log file %s", cfg.log_file);
+	log_init(cfg.verbose);
+
+	/* Without PRECISE_TIMER libevent reads a coarse clock that ticks every
+	 * 4 ms here, and timers fire 2-3 ms late. */
+	ecfg = event_config_new();
+	event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+	ev_base = event_base_new_with_config(ecfg);
+	event_config_free(ecfg);
+	if (ev_base == NULL)
+		fatalx("cannot create the event base");
+
+	stats_init();
+	events_init();
+	objects_init();
+	timers_init();
+	if (server_listen(&cause) < 0) {
+		if (ready_fd >= 0 && write(ready_fd, cause, strlen(cause)) < 0)
+			log_warn("ready_pipe errno=%d", errno);
+		fatalx("cannot serve %s: %s", cfg.socket_path, cause);
+	}
+	shutdown_ev = event_new(ev_base, -1, 0, shutdown_cb, NULL);
+	sigterm_ev = evsignal_new(ev_base, SIGTERM, signal_cb, NULL);
+	sigint_ev = evsignal_new(ev_base, SIGINT, signal_cb, NULL);
+	if (shutdown_ev == NULL || sigterm_ev == NULL || sigint_ev == NULL ||
+	    event_add(sigterm_ev, NULL) < 0 || event_add(sigint_ev, NULL) < 0)
+		fatalx("cannot set up signals");
+	if (ready_fd >= 0) {
+		if (write(ready_fd, "+", 1) < 0)
+			log_warn("ready_pipe errno=%d", errno);
+		close(ready_fd);
+	}
+	log_info("started version=%s pid=%d max_clients=%u max_frame=%u",
+	    PACKAGE_VERSION, (int)getpid(), cfg.max_clients, cfg.max_frame);
+
+	event_base_dispatch(ev_base);
+
+	server_free();
+	objects_free_all();
+	timers_free();
+	events_free();
+	stats_free();
+	event_free(shutdown_ev);
+	event_free(sigterm_ev);
+	event_free(sigint_ev);
+	event_base_free(ev_base);
+	libevent_global_shutdown();
+	arena_reset();
+	log_info("stopped");
+	return 0;
+}

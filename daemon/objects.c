@@ -1,0 +1,440 @@
+/* objects.c - the shared registry of timers, watches and tasks (see objects.h). */
+#include "config.h"
+
+#include <search.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "events.h"
+#include "log.h"
+#include "objects.h"
+#include "server.h"
+#include "stats.h"
+
+/* Pending Wait requests one connection may hold: each costs memory and a
+ * timer, and no script needs more. */
+#define MAX_WAITS_PER_CONN 10000
+/* List pages: the default and the most one reply may carry. */
+#define LIST_DEFAULT 1000
+#define LIST_MAX 10000
+
+struct waitreq {
+	struct conn *c;
+	struct object *o;
+	uint64_t req_id;
+	struct event *timeout;
+	LIST_ENTRY(waitreq) obj_link, conn_link;
+};
+
+static uint64_t next_id = 1;
+static void *by_id, *by_name;
+static TAILQ_HEAD(, object) all = TAILQ_HEAD_INITIALIZER(all);
+static TAILQ_HEAD(, object) finished = TAILQ_HEAD_INITIALIZER(finished);
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	uint64_t x = ((const struct object *)a)->id, y = ((const struct object *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp(((const struct object *)a)->name, ((const struct object *)b)->name);
+}
+
+void
+objects_init(void)
+{
+}
+
+static void
+objects_destroy(struct object *o)
+{
+	tdelete(o, &by_id, cmp_id);
+	if (o->name != NULL)
+		tdelete(o, &by_name, cmp_name);
+	TAILQ_REMOVE(&all, o, all_link);
+	free(o->name);
+	o->ops->free(o);
+}
+
+static void
+waitreq_free(struct waitreq *w)
+{
+	LIST_REMOVE(w, obj_link);
+	LIST_REMOVE(w, conn_link);
+	w->c->n_waits--;
+	if (w->timeout != NULL)
+		event_free(w->timeout);
+	free(w);
+}
+
+void
+objects_free_all(void)
+{
+	struct object *o;
+
+	while ((o = TAILQ_FIRST(&all)) != NULL) {
+		while (!LIST_EMPTY(&o->waits))
+			waitreq_free(LIST_FIRST(&o->waits));
+		o->ops->stop(o);
+		if (o->owner != NULL)
+			TAILQ_REMOVE(&o->owner->owned, o, owner_link);
+		else if (o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			TAILQ_REMOVE(&finished, o, owner_link);
+		objects_destroy(o);
+	}
+}
+
+static bool
+name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > OBJECT_NAME_MAX)
+		return false;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789._:@/+-") == n;
+}
+
+int
+objects_check_create(struct conn *c, const char *name, Reply *rep)
+{
+	if (name != NULL && name[0] != '\0' && !name_valid(name)) {
+		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+		    "a name is 1 to %d characters of letters, digits and ._:@/+-",
+		    OBJECT_NAME_MAX);
+		return -1;
+	}
+	if (c->objects >= cfg.max_objects_per_client) {
+		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "this connection has %u active objects, the limit "
+		    "(--max-objects-per-client)", c->objects);
+		return -1;
+	}
+	if (stats.objects >= cfg.max_objects) {
+		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "the daemon has %llu active objects, the limit (--max-objects)",
+		    (unsigned long long)stats.objects);
+		return -1;
+	}
+	return 0;
+}
+
+struct object *
+objects_find(uint64_t id)
+{
+	struct object key = { .id = id };
+	void *p = tfind(&key, &by_id, cmp_id);
+
+	return p ? *(struct object **)p : NULL;
+}
+
+struct object *
+objects_find_name(const char *name)
+{
+	struct object key = { .name = (char *)name };
+	void *p;
+
+	if (name == NULL || name[0] == '\0')
+		return NULL;
+	p = tfind(&key, &by_name, cmp_name);
+	return p ? *(struct object **)p : NULL;
+}
+
+void
+objects_register(struct object *o, const struct object_ops *ops,
+    struct conn *owner, const char *name, Waiter__V1__Lifetime lifetime)
+{
+	o->id = next_id++;
+	o->ops = ops;
+	o->name = (name != NULL && name[0] != '\0') ? strdup(name) : NULL;
+	o->state = WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE;
+	o->lifetime = (uint8_t)lifetime;
+	o->created_us = clock_wall_us();
+	o->owner = owner;
+	LIST_INIT(&o->waits);
+	TAILQ_INSERT_TAIL(&all, o, all_link);
+	if (tsearch(o, &by_id, cmp_id) == NULL ||
+	    (o->name != NULL && tsearch(o, &by_name, cmp_name) == NULL))
+		fatal("tsearch");
+	if (owner != NULL) {
+		TAILQ_INSERT_TAIL(&owner->owned, o, owner_link);
+		owner->objects++;
+	}
+	stats.objects++;
+	stats.active[ops->kind]++;
+}
+
+static ObjectInfo *
+objects_describe(struct object *o)
+{
+	ObjectInfo *info = arena_alloc(sizeof *info);
+
+	waiter__v1__object_info__init(info);
+	info->id = o->id;
+	info->kind = o->ops->kind;
+	info->name = o->name ? o->name : (char *)"";
+	info->state = o->state;
+	info->lifetime = o->lifetime;
+	info->created_us = o->created_us;
+	info->owner_connection = o->owner ? o->owner->id : 0;
+	o->ops->describe(o, info);
+	return info;
+}
+
+enum op_result
+objects_reply_created(struct object *o, bool existed, Reply *rep,
+    Waiter__V1__Reply__ResultCase result)
+{
+	Waiter__V1__CreateReply *r = arena_alloc(sizeof *r);
+
+	waiter__v1__create_reply__init(r);
+	r->object = objects_describe(o);
+	r->existed = existed;
+	rep->result_case = result;
+	/* Every create result is a CreateReply in the same union slot. */
+	rep->timer_create = r;
+	return OP_REPLY;
+}
+
+/* Answer one Wait with o's state and the event that ended it. */
+static void
+wait_answer(struct conn *c, uint64_t req_id, struct object *o)
+{
+	Reply rep = WAITER__V1__REPLY__INIT;
+	Waiter__V1__WaitReply wr = WAITER__V1__WAIT_REPLY__INIT;
+	Waiter__V1__ServerMessage *last = events_lookup(o->last_seq);
+
+	wr.object = objects_describe(o);
+	if (last != NULL)
+		wr.last_event = last->event;
+	rep.id = req_id;
+	rep.result_case = WAITER__V1__REPLY__RESULT_WAIT;
+	rep.wait = &wr;
+	conn_send_reply(c, &rep);
+	if (last != NULL)
+		waiter__v1__server_message__free_unpacked(last, NULL);
+}
+
+void
+objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq)
+{
+	struct waitreq *w;
+
+	o->ops->stop(o);
+	o->state = (uint8_t)state;
+	o->last_seq = seq;
+	if (o->owner != NULL) {
+		TAILQ_REMOVE(&o->owner->owned, o, owner_link);
+		o->owner->objects--;
+		o->owner = NULL;
+	}
+	stats.objects--;
+	stats.active[o->ops->kind]--;
+	while ((w = LIST_FIRST(&o->waits)) != NULL) {
+		wait_answer(w->c, w->req_id, o);
+		waitreq_free(w);
+	}
+	TAILQ_INSERT_TAIL(&finished, o, owner_link);
+	stats.finished_objects++;
+	while (stats.finished_objects > cfg.keep_finished) {
+		struct object *old = TAILQ_FIRST(&finished);
+
+		TAILQ_REMOVE(&finished, old, owner_link);
+		stats.finished_objects--;
+		objects_destroy(old);
+	}
+}
+
+void
+objects_cancel(struct object *o, Waiter__V1__CancelReason reason)
+{
+	Event ev = WAITER__V1__EVENT__INIT;
+	Waiter__V1__Cancelled body = WAITER__V1__CANCELLED__INIT;
+	uint64_t seq;
+
+	if (o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+		return;
+	o->ops->stop(o);
+	body.reason = reason;
+	ev.object_id = o->id;
+	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_CANCELLED;
+	ev.body_case = WAITER__V1__EVENT__BODY_CANCELLED;
+	ev.cancelled = &body;
+	seq = events_publish(&ev, o->owner);
+	objects_finish(o, WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED, seq);
+}
+
+void
+objects_conn_closed(struct conn *c)
+{
+	struct object *o;
+
+	while (!LIST_EMPTY(&c->waits))
+		waitreq_free(LIST_FIRST(&c->waits));
+	while ((o = TAILQ_FIRST(&c->owned)) != NULL) {
+		if (o->lifetime == WAITER__V1__LIFETIME__LIFETIME_CONNECTION) {
+			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_CONNECTION_CLOSED);
+		} else {
+			TAILQ_REMOVE(&c->owned, o, owner_link);
+			c->objects--;
+			o->owner = NULL;
+		}
+	}
+}
+
+static void
+wait_shutdown_cb(struct conn *c, void *arg)
+{
+	struct waitreq *w;
+
+	(void)arg;
+	while ((w = LIST_FIRST(&c->waits)) != NULL) {
+		Reply rep = WAITER__V1__REPLY__INIT;
+
+		rep.id = w->req_id;
+		op_error(&rep, WAITER__V1__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+		    "the daemon is shutting down; object %llu did not complete",
+		    (unsigned long long)w->o->id);
+		conn_send_reply(c, &rep);
+		waitreq_free(w);
+	}
+}
+
+void
+objects_shutdown(void)
+{
+	server_foreach_conn(wait_shutdown_cb, NULL);
+}
+
+static const char *
+state_word(uint8_t state)
+{
+	return state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED ? "was cancelled" :
+	    "has already completed";
+}
+
+enum op_result
+objects_op_cancel(struct conn *c, const Request *req, Reply *rep)
+{
+	static Waiter__V1__Empty empty = WAITER__V1__EMPTY__INIT;
+	struct object *o = objects_find(req->cancel->id);
+
+	(void)c;
+	if (o == NULL)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND,
+		    "no object with id %llu", (unsigned long long)req->cancel->id);
+	if (o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION,
+		    "%s %llu %s", o->ops->name, (unsigned long long)o->id,
+		    state_word(o->state));
+	objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_REQUESTED);
+	rep->result_case = WAITER__V1__REPLY__RESULT_CANCEL;
+	rep->cancel = &empty;
+	return OP_REPLY;
+}
+
+static void
+wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct waitreq *w = arg;
+	Reply rep = WAITER__V1__REPLY__INIT;
+
+	(void)fd, (void)what;
+	rep.id = w->req_id;
+	op_error(&rep, WAITER__V1__ERROR_CODE__ERROR_CODE_TIMED_OUT,
+	    "%s %llu did not complete within the timeout", w->o->ops->name,
+	    (unsigned long long)w->o->id);
+	conn_send_reply(w->c, &rep);
+	waitreq_free(w);
+	arena_reset();
+}
+
+enum op_result
+objects_op_wait(struct conn *c, const Request *req, Reply *rep)
+{
+	const Waiter__V1__Wait *wq = req->wait;
+	struct object *o = objects_find(wq->id);
+	struct waitreq *w;
+
+	if (o == NULL)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND,
+		    "no object with id %llu", (unsigned long long)wq->id);
+	if (o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE) {
+		wait_answer(c, req->id, o);
+		return OP_DEFERRED;     /* answered already */
+	}
+	if (wq->timeout_us > WAITER_MAX_DURATION_US)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+		    "timeout is longer than the longest duration allowed (10 years)");
+	if (c->n_waits >= MAX_WAITS_PER_CONN)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "this connection has %u pending waits, the limit",
+		    c->n_waits);
+	w = calloc(1, sizeof *w);
+	if (w == NULL)
+		fatal("calloc");
+	w->c = c;
+	w->o = o;
+	w->req_id = req->id;
+	if (wq->timeout_us > 0) {
+		struct timeval tv = clock_tv((int64_t)wq->timeout_us);
+
+		w->timeout = evtimer_new(ev_base, wait_timeout_cb, w);
+		if (w->timeout == NULL)
+			fatal("evtimer_new");
+		evtimer_add(w->timeout, &tv);
+	}
+	LIST_INSERT_HEAD(&o->waits, w, obj_link);
+	LIST_INSERT_HEAD(&c->waits, w, conn_link);
+	c->n_waits++;
+	return OP_DEFERRED;
+}
+
+static struct object *
+list_start(uint64_t after_id)
+{
+	struct object *o;
+
+	if (after_id == 0)
+		return TAILQ_FIRST(&all);
+	if ((o = objects_find(after_id)) != NULL)
+		return TAILQ_NEXT(o, all_link);
+	TAILQ_FOREACH(o, &all, all_link)        /* it went away: scan */
+		if (o->id > after_id)
+			break;
+	return o;
+}
+
+enum op_result
+objects_op_list(struct conn *c, const Request *req, Reply *rep)
+{
+	const Waiter__V1__List *l = req->list;
+	Waiter__V1__ListReply *r = arena_alloc(sizeof *r);
+	size_t limit = l->limit == 0 ? LIST_DEFAULT :
+	    l->limit > LIST_MAX ? LIST_MAX : l->limit;
+	struct object *o;
+
+	(void)c;
+	waiter__v1__list_reply__init(r);
+	r->objects = arena_alloc(limit * sizeof *r->objects);
+	for (o = list_start(l->after_id); o != NULL; o = TAILQ_NEXT(o, all_link)) {
+		if (l->kind != 0 && o->ops->kind != l->kind)
+			continue;
+		if (!l->finished && o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			continue;
+		if (r->n_objects == limit) {
+			r->more = true;
+			break;
+		}
+		r->objects[r->n_objects++] = objects_describe(o);
+	}
+	rep->result_case = WAITER__V1__REPLY__RESULT_LIST;
+	rep->list = r;
+	return OP_REPLY;
+}

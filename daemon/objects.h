@@ -1,0 +1,75 @@
+/*
+ * objects.h - the registry every source shares: one id space, names,
+ * owners and lifetimes, finished objects, and the Cancel, Wait and List
+ * operations that work whatever an id is.
+ *
+ * A source (timers.c, ...) embeds struct object first in its own struct,
+ * registers it with objects_register(), and calls objects_finish() when it
+ * completes. Finished objects are kept (--keep-finished, oldest dropped
+ * first) so that Wait and List from another process still find them.
+ */
+#ifndef WAITERD_OBJECTS_H
+#define WAITERD_OBJECTS_H
+
+#include <sys/queue.h>
+
+#include "waiterd.h"
+
+struct conn;
+struct object;
+
+/* Names: 1..MAX bytes of [A-Za-z0-9._:@/+-], safe in logs, JSON and shells. */
+#define OBJECT_NAME_MAX 200
+
+struct object_ops {
+	Waiter__V1__ObjectKind kind;
+	const char *name;                       /* "timer" */
+	void (*stop)(struct object *);          /* release the source; idempotent */
+	void (*describe)(struct object *, ObjectInfo *); /* detail, arena memory */
+	void (*free)(struct object *);
+};
+
+struct waitreq;
+
+struct object {
+	uint64_t id;
+	const struct object_ops *ops;
+	char *name;
+	uint8_t state;          /* Waiter__V1__ObjectState */
+	uint8_t lifetime;       /* Waiter__V1__Lifetime, never DEFAULT */
+	struct conn *owner;     /* creating connection while it is open */
+	uint64_t last_seq;      /* seq of the event that ended it */
+	int64_t created_us;
+	TAILQ_ENTRY(object) owner_link;         /* owner->owned, or the finished list */
+	TAILQ_ENTRY(object) all_link;           /* every object, ascending id */
+	LIST_HEAD(, waitreq) waits;
+};
+
+void objects_init(void);
+void objects_free_all(void);
+
+/* Check a create request's name and the limits. 0, or -1 with rep set. */
+int objects_check_create(struct conn *c, const char *name, Reply *rep);
+/* The live or finished object with this name, or NULL. */
+struct object *objects_find_name(const char *name);
+struct object *objects_find(uint64_t id);
+/* Give o an id and a place in the registry. */
+void objects_register(struct object *o, const struct object_ops *ops,
+    struct conn *owner, const char *name, Waiter__V1__Lifetime lifetime);
+/* o ended (COMPLETED or CANCELLED) with the event seq: answer waiters. */
+void objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq);
+/* Stop o, publish CANCELLED with reason, finish it. */
+void objects_cancel(struct object *o, Waiter__V1__CancelReason reason);
+/* Fill a CreateReply for o into rep. */
+enum op_result objects_reply_created(struct object *o, bool existed, Reply *rep,
+    Waiter__V1__Reply__ResultCase result);
+
+/* server.c: a connection is closing / the daemon is stopping. */
+void objects_conn_closed(struct conn *c);
+void objects_shutdown(void);
+
+op_fn objects_op_cancel;
+op_fn objects_op_wait;
+op_fn objects_op_list;
+
+#endif
