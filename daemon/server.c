@@ -368,6 +368,8 @@ conn_dispatch(struct conn *c, const Request *req)
 	rep.id = req->id;
 	if (!c->hello && (op == NULL || op->fn != op_hello)) {
 		stats.bad_requests++;
+		log_warn("bad_request conn=%llu code=ERROR_CODE_PROTOCOL_ERROR "
+		    "detail=\"request before Hello\"", (unsigned long long)c->id);
 		op_error(&rep, WAITER__V1__ERROR_CODE__ERROR_CODE_PROTOCOL_ERROR,
 		    "the first request on a connection must be Hello");
 		res = OP_CLOSE;

@@ -1,0 +1,291 @@
+/*
+ * wraw - a raw protocol client for tests: sends exactly the bytes a test
+ * asks for and prints what the daemon answers, so bad input can be
+ * produced on purpose.
+ *
+ *   wraw SOCKET STEP...
+ *
+ *   hello[:VERSION]  send Hello (default: the current protocol version)
+ *   ping             send Ping
+ *   op:FIELD         send a Request whose only op is unknown field FIELD
+ *   raw:HEX          send these bytes
+ *   len:N            send a 4-byte length prefix N, no body
+ *   garbage:N        send N random bytes
+ *   badproto         send a frame holding bytes that are not a Request
+ *   subscribe[:SEQ]  send Subscribe (replaying after SEQ when given)
+ *   split            send the following steps one byte per write
+ *   read             read one message and print it (5 s timeout)
+ *   readall          print messages until the daemon closes ("closed")
+ *   close            close the connection now
+ *   sleep:MS         pause
+ *   hold:N           open N connections that each say Hello, print
+ *                    "holding N", then sleep until killed
+ *
+ * Printed lines: "reply id=N ok KIND", "reply id=N error CODE: message",
+ * "event seq=N kind=K", "closed", "timeout".
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "waiter.pb-c.h"
+
+static int split_mode;
+static uint8_t inbuf[1 << 20];
+static size_t inlen;
+
+static int
+dial(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		printf("connect failed: %s\n", strerror(errno));
+		exit(3);
+	}
+	return fd;
+}
+
+static void
+send_bytes(int fd, const uint8_t *p, size_t n)
+{
+	size_t step = split_mode ? 1 : n;
+
+	for (size_t off = 0; off < n; off += step) {
+		if (step > n - off)
+			step = n - off;
+		if (send(fd, p + off, step, MSG_NOSIGNAL) < 0) {
+			printf("send failed: %s\n", strerror(errno));
+			fflush(stdout);
+			return;
+		}
+	}
+}
+
+static void
+send_request(int fd, Waiter__V1__Request *req)
+{
+	size_t n = waiter__v1__request__get_packed_size(req);
+	uint8_t *buf = malloc(n + 4);
+
+	frame_put_header(buf, (uint32_t)n);
+	waiter__v1__request__pack(req, buf + 4);
+	send_bytes(fd, buf, n + 4);
+	free(buf);
+}
+
+static void
+send_hello(int fd, uint32_t version)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Hello h = WAITER__V1__HELLO__INIT;
+
+	h.protocol_version = version;
+	h.client_name = "wraw";
+	req.id = 1;
+	req.op_case = WAITER__V1__REQUEST__OP_HELLO;
+	req.hello = &h;
+	send_request(fd, &req);
+}
+
+/* Print one message; 1 printed, 0 closed, -1 timeout. */
+static int
+read_one(int fd, int timeout_ms)
+{
+	for (;;) {
+		uint32_t n;
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (frame_next(inbuf, inlen, sizeof inbuf - 4, &n) == FRAME_OK) {
+			Waiter__V1__ServerMessage *m =
+			    waiter__v1__server_message__unpack(NULL, n, inbuf + 4);
+
+			memmove(inbuf, inbuf + 4 + n, inlen - 4 - n);
+			inlen -= 4 + n;
+			if (m == NULL) {
+				printf("undecodable\n");
+			} else if (m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY &&
+			    m->reply->result_case == WAITER__V1__REPLY__RESULT_ERROR) {
+				printf("reply id=%llu error %s: %s\n",
+				    (unsigned long long)m->reply->id,
+				    protobuf_c_enum_descriptor_get_value(
+				    &waiter__v1__error_code__descriptor,
+				    m->reply->error->code)->name, m->reply->error->message);
+			} else if (m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY) {
+				const ProtobufCFieldDescriptor *f =
+				    protobuf_c_message_descriptor_get_field(
+				    &waiter__v1__reply__descriptor, m->reply->result_case);
+
+				printf("reply id=%llu ok %s\n", (unsigned long long)m->reply->id,
+				    f ? f->name : "?");
+			} else {
+				printf("event seq=%llu kind=%s\n",
+				    (unsigned long long)m->event->seq,
+				    protobuf_c_enum_descriptor_get_value(
+				    &waiter__v1__event_kind__descriptor, m->event->kind)->name);
+			}
+			waiter__v1__server_message__free_unpacked(m, NULL);
+			fflush(stdout);
+			return 1;
+		}
+		if (poll(&pfd, 1, timeout_ms) == 0)
+			return -1;
+		r = read(fd, inbuf + inlen, sizeof inbuf - inlen);
+		if (r <= 0)
+			return 0;
+		inlen += (size_t)r;
+	}
+}
+
+static void
+hold(const char *path, long n)
+{
+	struct rlimit rl;
+	int *fds = calloc((size_t)n, sizeof *fds);
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	for (long i = 0; i < n; i++) {
+		fds[i] = dial(path);
+		send_hello(fds[i], WAITER_PROTOCOL_VERSION);
+	}
+	for (long i = 0; i < n; i++) {
+		inlen = 0;
+		if (read_one(fds[i], 30000) != 1) {
+			printf("connection %ld got no hello reply\n", i);
+			exit(1);
+		}
+	}
+	printf("holding %ld\n", n);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static void
+step(int *fd, const char *path, const char *s)
+{
+	const char *arg = strchr(s, ':');
+
+	arg = arg ? arg + 1 : NULL;
+	if (strncmp(s, "hello", 5) == 0) {
+		send_hello(*fd, arg ? (uint32_t)strtoul(arg, NULL, 10) : WAITER_PROTOCOL_VERSION);
+	} else if (strcmp(s, "ping") == 0) {
+		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+		Waiter__V1__Ping p = WAITER__V1__PING__INIT;
+
+		req.id = 2;
+		req.op_case = WAITER__V1__REQUEST__OP_PING;
+		req.ping = &p;
+		send_request(*fd, &req);
+	} else if (strncmp(s, "subscribe", 9) == 0) {
+		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+		Waiter__V1__Subscribe sub = WAITER__V1__SUBSCRIBE__INIT;
+
+		if (arg != NULL) {
+			sub.has_since = 1;
+			sub.since_seq = strtoull(arg, NULL, 10);
+		}
+		req.id = 3;
+		req.op_case = WAITER__V1__REQUEST__OP_SUBSCRIBE;
+		req.subscribe = &sub;
+		send_request(*fd, &req);
+	} else if (strncmp(s, "op:", 3) == 0) {
+		/* id=7 (field 1 varint), then field FIELD as an empty message */
+		unsigned field = (unsigned)strtoul(arg, NULL, 10);
+		uint8_t buf[16] = { 0, 0, 0, 0, 0x08, 7 };
+		size_t n = 6;
+		unsigned tag = field << 3 | 2;
+
+		while (tag >= 0x80) {
+			buf[n++] = (uint8_t)(tag | 0x80);
+			tag >>= 7;
+		}
+		buf[n++] = (uint8_t)tag;
+		buf[n++] = 0;
+		frame_put_header(buf, (uint32_t)(n - 4));
+		send_bytes(*fd, buf, n);
+	} else if (strncmp(s, "raw:", 4) == 0) {
+		size_t n = strlen(arg) / 2;
+		uint8_t *b = malloc(n + 1);
+
+		for (size_t i = 0; i < n; i++)
+			sscanf(arg + 2 * i, "%2hhx", &b[i]);
+		send_bytes(*fd, b, n);
+		free(b);
+	} else if (strncmp(s, "len:", 4) == 0) {
+		uint8_t h[4];
+
+		frame_put_header(h, (uint32_t)strtoul(arg, NULL, 0));
+		send_bytes(*fd, h, 4);
+	} else if (strncmp(s, "garbage:", 8) == 0) {
+		size_t n = strtoul(arg, NULL, 10);
+		uint8_t *b = malloc(n);
+
+		for (size_t i = 0; i < n; i++)
+			b[i] = (uint8_t)random();
+		send_bytes(*fd, b, n);
+		free(b);
+	} else if (strcmp(s, "badproto") == 0) {
+		/* field 1 claims a 10-byte length-delimited value, 2 bytes follow */
+		static const uint8_t b[] = { 0, 0, 0, 4, 0x0a, 0x0a, 0xff, 0xff };
+
+		send_bytes(*fd, b, sizeof b);
+	} else if (strcmp(s, "split") == 0) {
+		split_mode = 1;
+	} else if (strcmp(s, "read") == 0) {
+		int r = read_one(*fd, 5000);
+
+		if (r <= 0)
+			printf(r == 0 ? "closed\n" : "timeout\n");
+	} else if (strcmp(s, "readall") == 0) {
+		int r;
+
+		while ((r = read_one(*fd, 10000)) == 1)
+			;
+		printf(r == 0 ? "closed\n" : "timeout\n");
+	} else if (strcmp(s, "close") == 0) {
+		close(*fd);
+		*fd = -1;
+	} else if (strncmp(s, "sleep:", 6) == 0) {
+		usleep((useconds_t)strtoul(arg, NULL, 10) * 1000);
+	} else if (strncmp(s, "hold:", 5) == 0) {
+		hold(path, strtol(arg, NULL, 10));
+	} else {
+		fprintf(stderr, "wraw: unknown step %s\n", s);
+		exit(2);
+	}
+	fflush(stdout);
+}
+
+int
+main(int argc, char **argv)
+{
+	int fd;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: wraw SOCKET STEP...\n");
+		return 2;
+	}
+	srandom((unsigned)getpid());
+	fd = strncmp(argv[2], "hold:", 5) == 0 ? -1 : dial(argv[1]);
+	for (int i = 2; i < argc; i++)
+		step(&fd, argv[1], argv[i]);
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
