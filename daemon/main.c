@@ -290,13 +290,13 @@ shutdown_cb(evutil_socket_t fd, short what, void *arg)
 	Event ev = WAITER__V1__EVENT__INIT;
 
 	(void)fd, (void)what, (void)arg;
-	log_info("shutdown reason=%s connections=%llu objects_dropped=%llu",
+	log_info("shutdown reason=%s connections=%llu objects_cancelled=%llu",
 	    shutdown_why, (unsigned long long)stats.connections,
 	    (unsigned long long)stats.objects);
 	server_stop_listening();
+	objects_shutdown();
 	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN;
 	events_broadcast(&ev);
-	objects_shutdown();
 	server_drain_and_exit();
 	arena_reset();
 }
@@ -346,6 +346,7 @@ main(int argc, char **argv)
 	objects_init();
 	timers_init();
 	if (server_listen(&cause) < 0) {
+		server_stop_listening();        /* let go of the lock we took */
 		if (ready_fd >= 0 && write(ready_fd, cause, strlen(cause)) < 0)
 			log_warn("ready_pipe errno=%d", errno);
 		fatalx("cannot serve %s: %s", cfg.socket_path, cause);

@@ -237,8 +237,11 @@ objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq)
 	stats.objects--;
 	stats.active[o->ops->kind]--;
 	while ((w = LIST_FIRST(&o->waits)) != NULL) {
-		wait_answer(w->c, w->req_id, o);
+		struct conn *c = w->c;
+
+		wait_answer(c, w->req_id, o);
 		waitreq_free(w);
+		server_conn_settled(c);
 	}
 	TAILQ_INSERT_TAIL(&finished, o, owner_link);
 	stats.finished_objects++;
@@ -306,10 +309,22 @@ wait_shutdown_cb(struct conn *c, void *arg)
 	}
 }
 
+/* The daemon is stopping: what did not complete is cancelled, so followers
+ * learn why, and pending waits are answered. */
 void
 objects_shutdown(void)
 {
+	struct object *o, *next;
+
 	server_foreach_conn(wait_shutdown_cb, NULL);
+	/* Keep every finished object from here on: eviction inside the loop
+	 * could free `next`. Everything is freed at exit anyway. */
+	cfg.keep_finished = SIZE_MAX;
+	for (o = TAILQ_FIRST(&all); o != NULL; o = next) {
+		next = TAILQ_NEXT(o, all_link);
+		if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_DAEMON_SHUTDOWN);
+	}
 }
 
 static const char *
@@ -344,6 +359,7 @@ wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct waitreq *w = arg;
 	Reply rep = WAITER__V1__REPLY__INIT;
+	struct conn *c;
 
 	(void)fd, (void)what;
 	rep.id = w->req_id;
@@ -351,7 +367,9 @@ wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	    "%s %llu did not complete within the timeout", w->o->ops->name,
 	    (unsigned long long)w->o->id);
 	conn_send_reply(w->c, &rep);
+	c = w->c;
 	waitreq_free(w);
+	server_conn_settled(c);
 	arena_reset();
 }
 
@@ -421,6 +439,10 @@ objects_op_list(struct conn *c, const Request *req, Reply *rep)
 	struct object *o;
 
 	(void)c;
+	if (l->kind != 0 && !protobuf_c_enum_descriptor_get_value(
+	    &waiter__v1__object_kind__descriptor, l->kind))
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+		    "unknown object kind %d", l->kind);
 	waiter__v1__list_reply__init(r);
 	r->objects = arena_alloc(limit * sizeof *r->objects);
 	for (o = list_start(l->after_id); o != NULL; o = TAILQ_NEXT(o, all_link)) {

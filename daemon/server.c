@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,9 @@ op_hello(struct conn *c, const Request *req, Reply *rep)
 	Waiter__V1__HelloReply *r;
 
 	if (h->protocol_version != WAITER_PROTOCOL_VERSION) {
+		stats.bad_requests++;
+		log_warn("bad_request conn=%llu code=ERROR_CODE_UNSUPPORTED_VERSION "
+		    "version=%u", (unsigned long long)c->id, h->protocol_version);
 		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED_VERSION,
 		    "this waiterd speaks protocol version %d, the client asked for %u",
 		    WAITER_PROTOCOL_VERSION, h->protocol_version);
@@ -436,7 +440,31 @@ conn_process(struct conn *c)
 	}
 out:
 	if (c->peer_eof)
-		conn_close(c, CONN_FLUSH, "peer closed");
+		server_conn_settled(c);
+}
+
+void
+server_conn_settled(struct conn *c)
+{
+	/* A half-closed peer still reads: answer its pending waits first. */
+	if (!c->peer_eof || c->closing != CONN_OPEN || c->n_waits > 0)
+		return;
+	if (evbuffer_get_length(c->in) > 0) {
+		conn_reject(c, WAITER__V1__ERROR_CODE__ERROR_CODE_PROTOCOL_ERROR,
+		    "the connection closed in the middle of a frame");
+		return;
+	}
+	conn_close(c, CONN_FLUSH, "peer closed");
+}
+
+/* After EOF: did the peer close both ways (POLLHUP), or only shut down
+ * its writing side and still waits for our answers? */
+static bool
+conn_peer_gone(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
+	return poll(&pfd, 1, 0) < 0 || (pfd.revents & (POLLHUP | POLLERR)) != 0;
 }
 
 static void
@@ -462,7 +490,12 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (!c->peer_eof &&
 	    evbuffer_get_length(c->in) < (size_t)cfg.max_frame + FRAME_HEADER_LEN) {
 		n = evbuffer_read(c->in, fd, READ_CHUNK);
+		if (n == 0 && conn_peer_gone(fd)) {
+			conn_close(c, CONN_DEAD, "peer closed");
+			return;
+		}
 		if (n == 0) {
+			/* Half-closed: it sent all it will, it may still read. */
 			c->peer_eof = true;
 			conn_stop_reading(c);
 		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {

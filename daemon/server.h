@@ -79,6 +79,8 @@ size_t conn_output_len(const struct conn *c);
 void conn_kick(struct conn *c);
 void conn_close(struct conn *c, enum conn_closing how, const char *why);
 
+/* A pending Wait of c was answered: a half-closed c may close now. */
+void server_conn_settled(struct conn *c);
 /* Call fn on every open connection. */
 void server_foreach_conn(void (*fn)(struct conn *, void *), void *arg);
 uint64_t server_output_bytes(void);

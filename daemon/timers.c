@@ -147,8 +147,6 @@ timer_check(const Waiter__V1__TimerCreate *tc, int64_t now_wall, Reply *rep)
 
 	if (tc->after_us != 0 && tc->at_us != 0)
 		why = "give after or at, not both";
-	else if (tc->after_us == 0 && tc->at_us == 0 && tc->every_us == 0)
-		why = "give after, at or every";
 	else if (tc->after_us > (uint64_t)WAITER_MAX_DURATION_US)
 		why = "after is longer than the longest duration allowed (10 years)";
 	else if (tc->every_us > (uint64_t)WAITER_MAX_DURATION_US)
@@ -177,9 +175,9 @@ timers_op_create(struct conn *c, const Request *req, Reply *rep)
 	struct object *existing;
 	struct timer *t;
 
-	if (timer_check(tc, now_wall, rep) < 0 ||
-	    objects_check_create(c, tc->name, rep) < 0)
+	if (timer_check(tc, now_wall, rep) < 0)
 		return OP_REPLY;
+	/* An existing name answers before any limit: a retry must succeed. */
 	if ((existing = objects_find_name(tc->name)) != NULL) {
 		if (existing->ops != &timer_ops)
 			return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION,
@@ -188,6 +186,8 @@ timers_op_create(struct conn *c, const Request *req, Reply *rep)
 		return objects_reply_created(existing, true, rep,
 		    WAITER__V1__REPLY__RESULT_TIMER_CREATE);
 	}
+	if (objects_check_create(c, tc->name, rep) < 0)
+		return OP_REPLY;
 	t = calloc(1, sizeof *t);
 	if (t == NULL)
 		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,

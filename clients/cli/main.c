@@ -2,6 +2,7 @@
  * connecting with auto-start, and the shared helpers of cli.h. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -294,6 +295,10 @@ main(int argc, char **argv)
 		cli_usage(NULL, "unknown command '%s'", argv[optind]);
 	argc -= optind;
 	argv += optind;
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (argv[i][0] == '-' && (isdigit((unsigned char)argv[i][1]) ||
+		    argv[i][1] == '.'))
+			cli_usage(c, "'%s': negative values are not allowed", argv[i]);
 	if (wants_help(argc, argv)) {
 		usage_cmd(stdout, c);
 		return EXIT_OK;
