@@ -13,7 +13,8 @@ static size_t
 put_frame(uint8_t *buf, const uint8_t *payload, uint32_t n)
 {
 	frame_put_header(buf, n);
-	memcpy(buf + FRAME_HEADER_LEN, payload, n);
+	if (n > 0)
+		memcpy(buf + FRAME_HEADER_LEN, payload, n);
 	return FRAME_HEADER_LEN + n;
 }
 

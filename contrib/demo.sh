@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what waiter needs, build it, and run it on a real demo: a private
+# daemon (auto-started), timers from the shell, events, stats, shutdown.
+set -eu
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bash .ci/deps
+autoreconf -fi >/dev/null 2>&1
+mkdir -p build/demo
+(cd build/demo && "$root/configure" >/dev/null && make -j2 >/dev/null)
+export PATH="$root/build/demo:$PATH"
+
+# A private runtime directory, so the demo's daemon is its own.
+export XDG_RUNTIME_DIR=$(mktemp -d)
+unset WAITER_SOCKET
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+say waiter ping "   # no daemon yet: waiter starts one"
+waiter ping
+say 'id=$(waiter after 1500ms)'
+id=$(waiter after 1500ms)
+echo "id=$id"
+say waiter every 250ms --count 4 --follow
+waiter every 250ms --count 4 --follow
+say waiter timers
+waiter timers
+say waiter wait "$id" "   # returns when timer $id fires"
+waiter wait "$id" && echo "timer $id fired"
+say waiter --json events --since 0 --id "$id"
+waiter --json events --since 0 --id "$id"
+say "waiter stats | grep -E 'loop_lag|events_'"
+waiter stats | grep -E 'loop_lag|events_'
+say waiter shutdown
+waiter shutdown
+rm -rf "$XDG_RUNTIME_DIR"
+echo
+echo "Done. The binaries are in build/demo: waiterd, waiter (waiter --help)."
