@@ -13,6 +13,11 @@
  *   garbage:N        send N random bytes
  *   badproto         send a frame holding bytes that are not a Request
  *   subscribe[:SEQ]  send Subscribe (replaying after SEQ when given)
+ *   subscribe-ids:N  send Subscribe filtering on N ids
+ *   timers:N         create N one-hour timers on this connection, read and
+ *                    print the N replies
+ *   waits:ID:N       send N Waits for ID without a timeout; print the
+ *                    replies that come back within a second
  *   split            send the following steps one byte per write
  *   read             read one message and print it (5 s timeout)
  *   readall          print messages until the daemon closes ("closed")
@@ -192,7 +197,7 @@ step(int *fd, const char *path, const char *s)
 		req.op_case = WAITER__V1__REQUEST__OP_PING;
 		req.ping = &p;
 		send_request(*fd, &req);
-	} else if (strncmp(s, "subscribe", 9) == 0) {
+	} else if (strcmp(s, "subscribe") == 0 || strncmp(s, "subscribe:", 10) == 0) {
 		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
 		Waiter__V1__Subscribe sub = WAITER__V1__SUBSCRIBE__INIT;
 
@@ -204,6 +209,52 @@ step(int *fd, const char *path, const char *s)
 		req.op_case = WAITER__V1__REQUEST__OP_SUBSCRIBE;
 		req.subscribe = &sub;
 		send_request(*fd, &req);
+	} else if (strncmp(s, "subscribe-ids:", 14) == 0) {
+		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+		Waiter__V1__Subscribe sub = WAITER__V1__SUBSCRIBE__INIT;
+		size_t n = strtoul(arg, NULL, 10);
+
+		sub.n_ids = n;
+		sub.ids = calloc(n + 1, sizeof *sub.ids);
+		for (size_t i = 0; i < n; i++)
+			sub.ids[i] = i + 1;
+		req.id = 4;
+		req.op_case = WAITER__V1__REQUEST__OP_SUBSCRIBE;
+		req.subscribe = &sub;
+		send_request(*fd, &req);
+		free(sub.ids);
+	} else if (strncmp(s, "timers:", 7) == 0) {
+		long n = strtol(arg, NULL, 10);
+
+		for (long i = 0; i < n; i++) {
+			Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+			Waiter__V1__TimerCreate tc = WAITER__V1__TIMER_CREATE__INIT;
+
+			tc.after_us = UINT64_C(3600000000);
+			req.id = 100 + (uint64_t)i;
+			req.op_case = WAITER__V1__REQUEST__OP_TIMER_CREATE;
+			req.timer_create = &tc;
+			send_request(*fd, &req);
+		}
+		for (long i = 0; i < n; i++)
+			if (read_one(*fd, 5000) != 1)
+				break;
+	} else if (strncmp(s, "waits:", 6) == 0) {
+		uint64_t id = strtoull(arg, NULL, 10);
+		long n = strtol(strchr(arg, ':') ? strchr(arg, ':') + 1 : "1", NULL, 10);
+
+		for (long i = 0; i < n; i++) {
+			Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+			Waiter__V1__Wait w = WAITER__V1__WAIT__INIT;
+
+			w.id = id;
+			req.id = 1000 + (uint64_t)i;
+			req.op_case = WAITER__V1__REQUEST__OP_WAIT;
+			req.wait = &w;
+			send_request(*fd, &req);
+		}
+		while (read_one(*fd, 1000) == 1)
+			;
 	} else if (strncmp(s, "op:", 3) == 0) {
 		/* id=7 (field 1 varint), then field FIELD as an empty message */
 		unsigned field = (unsigned)strtoul(arg, NULL, 10);

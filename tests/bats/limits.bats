@@ -1,0 +1,85 @@
+#!/usr/bin/env bats
+# Every limit is hit once, answered with a clear error, and the daemon goes
+# on serving (DESIGN 7). Frame size, clients, output and retention are hit in
+# badinput.bats, lifecycle.bats and events.bats.
+
+load helpers
+
+teardown() { daemon_teardown; }
+
+@test "--max-objects-per-client: the connection past it gets resource exhausted" {
+	start_daemon --max-objects-per-client 3
+	run "$WRAW" "$WAITER_SOCKET" hello read timers:4
+	assert_success
+	[ "$(echo "$output" | grep -c 'ok timer_create')" -eq 3 ]
+	assert_line --index 4 --partial 'ERROR_CODE_RESOURCE_EXHAUSTED: this connection has 3 active objects, the limit (--max-objects-per-client)'
+	# Its timers had lifetime connection: they went with it.
+	[ "$(stat_value timers)" = 0 ]
+	run "$WAITER" ping
+	assert_output pong
+}
+
+@test "--max-objects: the daemon-wide limit, and it frees up on cancel" {
+	start_daemon --max-objects 3
+	a=$("$WAITER" after 1h)
+	"$WAITER" after 1h --name second >/dev/null
+	"$WAITER" after 1h >/dev/null
+	run "$WAITER" after 1h
+	assert_failure 1
+	assert_output "waiter: the daemon has 3 active objects, the limit (--max-objects)"
+	# An existing name still answers: retries succeed at the limit.
+	run "$WAITER" after 1h --name second
+	assert_success
+	"$WAITER" cancel "$a"
+	run "$WAITER" after 1h
+	assert_success
+}
+
+@test "--keep-finished: the oldest finished objects are forgotten" {
+	start_daemon --keep-finished 2
+	a=$("$WAITER" after 0 --wait)
+	b=$("$WAITER" after 0 --wait)
+	c=$("$WAITER" after 0 --wait)
+	[ "$(stat_value finished_objects)" = 2 ]
+	run "$WAITER" wait "$a"
+	assert_failure 1
+	assert_output --partial "no object with id $a"
+	run "$WAITER" wait "$b" "$c"
+	assert_success
+}
+
+@test "pending waits per connection are bounded" {
+	start_daemon
+	id=$("$WAITER" after 1h)
+	run "$WRAW" "$WAITER_SOCKET" hello read "waits:$id:10001"
+	assert_success
+	assert_line "reply id=11000 error ERROR_CODE_RESOURCE_EXHAUSTED: this connection has 10000 pending waits, the limit"
+	[ "$(echo "$output" | grep -c 'error')" -eq 1 ]
+	run "$WAITER" ping
+	assert_output pong
+}
+
+@test "a subscription names at most 1024 ids" {
+	start_daemon
+	run "$WRAW" "$WAITER_SOCKET" hello read subscribe-ids:1024 read subscribe-ids:1025 read
+	assert_success
+	assert_line --index 1 'reply id=4 ok subscribe'
+	assert_line --index 2 --partial 'ERROR_CODE_RESOURCE_EXHAUSTED: a subscription may name at most 1024 ids, not 1025'
+}
+
+@test "names are at most 200 characters" {
+	start_daemon
+	n200=$(printf 'n%.0s' $(seq 1 200))
+	run "$WAITER" after 1h --name "$n200"
+	assert_success
+	run "$WAITER" after 1h --name "${n200}x"
+	assert_failure 2
+	assert_output --partial "a name is 1 to 200 characters"
+}
+
+@test "--slow-lap: a callback over the threshold is logged with its handler" {
+	start_daemon --slow-lap 1us
+	"$WAITER" after 0 --wait >/dev/null
+	[ "$(stat_value slow_laps)" -gt 0 ]
+	grep -qE 'level=warn msg=slow_lap handler=(conn_read|timer|accept) ' "$DAEMON_LOG"
+}
