@@ -258,6 +258,8 @@ conn_send_reply(struct conn *c, Reply *rep)
 	conn_send_message(c, &sm.base);
 }
 
+static void conn_read_cb(evutil_socket_t, short, void *);
+
 void
 conn_close(struct conn *c, enum conn_closing how, const char *why)
 {
@@ -271,6 +273,9 @@ conn_close(struct conn *c, enum conn_closing how, const char *why)
 
 		c->closing = CONN_FLUSH;
 		event_del(&c->rev);
+		/* A half-closed peer reads as EOF forever: only time it out. */
+		if (c->peer_eof)
+			event_assign(&c->rev, ev_base, -1, EV_TIMEOUT, conn_read_cb, c);
 		event_add(&c->rev, &tv);
 		c->reading = true;
 		conn_kick(c);
