@@ -206,6 +206,7 @@ timers_op_create(struct conn *c, const Request *req, Reply *rep)
 	objects_register(&t->obj, &timer_ops, c, tc->name,
 	    tc->lifetime == WAITER__V1__LIFETIME__LIFETIME_DAEMON ?
 	    WAITER__V1__LIFETIME__LIFETIME_DAEMON : WAITER__V1__LIFETIME__LIFETIME_CONNECTION);
+	t->obj.created_us = now_wall;   /* the instant `after` counts from */
 	timer_arm(t);
 	return objects_reply_created(&t->obj, false, rep,
 	    WAITER__V1__REPLY__RESULT_TIMER_CREATE);

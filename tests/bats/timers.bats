@@ -28,7 +28,8 @@ teardown() { daemon_teardown; }
 	created=$(echo "${lines[0]}" | jq -r .object.created_us)
 	scheduled=$(echo "${lines[1]}" | jq -r .last_event.timer_fired.scheduled_us)
 	fired=$(echo "${lines[1]}" | jq -r .last_event.timer_fired.fired_us)
-	[ $((scheduled - created)) -ge 29000 ]
+	# The deadline is exactly 30ms after the instant the timer was made.
+	[ $((scheduled - created)) -eq 30000 ]
 	[ "$fired" -ge "$scheduled" ]
 }
 
