@@ -271,13 +271,15 @@ conn_close(struct conn *c, enum conn_closing how, const char *why)
 		/* Keep writing; wake on the peer's close or the timeout. */
 		struct timeval tv = clock_tv(FLUSH_TIMEOUT_US);
 
+		/* Keep writing until the output is out or a fixed deadline
+		 * passes; what the peer sends now stays unread in the kernel.
+		 * The read event becomes that deadline (a one-shot timer, so a
+		 * trickling peer cannot push it back). */
 		c->closing = CONN_FLUSH;
 		event_del(&c->rev);
-		/* A half-closed peer reads as EOF forever: only time it out. */
-		if (c->peer_eof)
-			event_assign(&c->rev, ev_base, -1, EV_TIMEOUT, conn_read_cb, c);
+		event_assign(&c->rev, ev_base, -1, EV_TIMEOUT, conn_read_cb, c);
 		event_add(&c->rev, &tv);
-		c->reading = true;
+		c->reading = false;
 		conn_kick(c);
 		return;
 	}
@@ -440,26 +442,28 @@ conn_process(struct conn *c)
 		arena_reset();
 	}
 	if (budget == 0) {
-		event_active(&c->rev, EV_READ, 0);      /* more next lap */
+		if (c->closing == CONN_OPEN)
+			event_active(&c->rev, EV_READ, 0);      /* more next lap */
 		return;
 	}
 out:
-	if (c->peer_eof)
-		server_conn_settled(c);
+	/* No whole frame is left. A half-closed peer still reads: close once
+	 * its pending waits are answered; bytes left are a cut-off frame. */
+	if (c->peer_eof && c->closing == CONN_OPEN && c->n_waits == 0) {
+		if (evbuffer_get_length(c->in) > 0)
+			conn_reject(c, WAITER__V1__ERROR_CODE__ERROR_CODE_PROTOCOL_ERROR,
+			    "the connection closed in the middle of a frame");
+		else
+			conn_close(c, CONN_FLUSH, "peer closed");
+	}
 }
 
 void
 server_conn_settled(struct conn *c)
 {
-	/* A half-closed peer still reads: answer its pending waits first. */
-	if (!c->peer_eof || c->closing != CONN_OPEN || c->n_waits > 0)
-		return;
-	if (evbuffer_get_length(c->in) > 0) {
-		conn_reject(c, WAITER__V1__ERROR_CODE__ERROR_CODE_PROTOCOL_ERROR,
-		    "the connection closed in the middle of a frame");
-		return;
-	}
-	conn_close(c, CONN_FLUSH, "peer closed");
+	/* Let conn_process decide, with whatever input is still buffered. */
+	if (c->peer_eof && c->closing == CONN_OPEN && c->n_waits == 0 && !c->paused)
+		event_active(&c->rev, EV_READ, 0);
 }
 
 /* After EOF: did the peer close both ways (POLLHUP), or only shut down
@@ -480,12 +484,8 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	int n;
 
 	if (c->closing == CONN_FLUSH) {
-		/* Draining our reply: discard input, notice close or timeout. */
-		char sink[4096];
-		ssize_t r = (what & EV_TIMEOUT) ? 0 : read(fd, sink, sizeof sink);
-
-		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
-			conn_close(c, CONN_DEAD, "flush ended");
+		if (what & EV_TIMEOUT)
+			conn_close(c, CONN_DEAD, "flush timed out");
 		return;
 	}
 	if (c->closing != CONN_OPEN)
@@ -662,7 +662,8 @@ server_emfile(void)
 	if (reserve_fd >= 0) {
 		close(reserve_fd);
 		reserve_fd = -1;
-		while ((fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		for (int i = 0; i < ACCEPTS_PER_EVENT &&
+		    (fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0; i++) {
 			server_refuse(fd, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
 			    "waiterd is out of file descriptors; try again later");
 		}

@@ -215,8 +215,9 @@ timers_op_create(struct conn *c, const Request *req, Reply *rep)
 static void
 timers_clock_arm(void)
 {
-	/* Far in the future: we only want to hear when the clock is set. */
-	struct itimerspec its = { .it_value = { .tv_sec = INT32_MAX } };
+	/* Year 2242, about as far as the kernel takes (it refuses values that
+	 * overflow its ktime): we only want to hear when the clock is set. */
+	struct itimerspec its = { .it_value = { .tv_sec = (time_t)1 << 33 } };
 
 	if (timerfd_settime(clock_fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET,
 	    &its, NULL) < 0)
@@ -231,8 +232,11 @@ timers_clock_cb(evutil_socket_t fd, short what, void *arg)
 	struct timer *t;
 
 	(void)what, (void)arg;
-	if (read(fd, &n, sizeof n) < 0 && errno != ECANCELED && errno != EAGAIN)
-		log_warn("timerfd read errno=%d", errno);
+	if (read(fd, &n, sizeof n) >= 0 || errno != ECANCELED) {
+		/* Not a clock change (expired, or a spurious wake-up). */
+		timers_clock_arm();
+		return;
+	}
 	log_info("clock_changed wall_timers=rearmed");
 	LIST_FOREACH(t, &wall_timers, wall_link) {
 		event_del(&t->ev);
