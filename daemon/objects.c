@@ -27,18 +27,21 @@ struct waitreq {
 	LIST_ENTRY(waitreq) obj_link, conn_link;
 };
 
-static uint64_t next_id = 1;
-static void *by_id, *by_name;
-static TAILQ_HEAD(, object) all = TAILQ_HEAD_INITIALIZER(all);
-static TAILQ_HEAD(, object) finished = TAILQ_HEAD_INITIALIZER(finished);
-
 static int
-cmp_id(const void *a, const void *b)
+cmp_id(struct object *a, struct object *b)
 {
-	uint64_t x = ((const struct object *)a)->id, y = ((const struct object *)b)->id;
-
-	return x < y ? -1 : x > y;
+	return a->id < b->id ? -1 : a->id > b->id;
 }
+
+/* Ids in a red-black tree (libbsd's sys/tree.h): ordered, so List pages
+ * start with a lower-bound lookup, and the node lives in the object. */
+RB_HEAD(object_ids, object);
+RB_GENERATE_INTERNAL(object_ids, object, id_link, cmp_id, __attribute__((unused)) static)
+
+static uint64_t next_id = 1;
+static struct object_ids by_id = RB_INITIALIZER(&by_id);
+static void *by_name;   /* tsearch: only named objects pay for it */
+static TAILQ_HEAD(, object) finished = TAILQ_HEAD_INITIALIZER(finished);
 
 static int
 cmp_name(const void *a, const void *b)
@@ -54,10 +57,9 @@ objects_init(void)
 static void
 objects_destroy(struct object *o)
 {
-	tdelete(o, &by_id, cmp_id);
+	RB_REMOVE(object_ids, &by_id, o);
 	if (o->name != NULL)
 		tdelete(o, &by_name, cmp_name);
-	TAILQ_REMOVE(&all, o, all_link);
 	free(o->name);
 	o->ops->free(o);
 }
@@ -78,7 +80,7 @@ objects_free_all(void)
 {
 	struct object *o;
 
-	while ((o = TAILQ_FIRST(&all)) != NULL) {
+	while ((o = RB_MIN(object_ids, &by_id)) != NULL) {
 		while (!LIST_EMPTY(&o->waits))
 			waitreq_free(LIST_FIRST(&o->waits));
 		o->ops->stop(o);
@@ -129,9 +131,8 @@ struct object *
 objects_find(uint64_t id)
 {
 	struct object key = { .id = id };
-	void *p = tfind(&key, &by_id, cmp_id);
 
-	return p ? *(struct object **)p : NULL;
+	return RB_FIND(object_ids, &by_id, &key);
 }
 
 struct object *
@@ -158,9 +159,8 @@ objects_register(struct object *o, const struct object_ops *ops,
 	o->created_us = clock_wall_us();
 	o->owner = owner;
 	LIST_INIT(&o->waits);
-	TAILQ_INSERT_TAIL(&all, o, all_link);
-	if (tsearch(o, &by_id, cmp_id) == NULL ||
-	    (o->name != NULL && tsearch(o, &by_name, cmp_name) == NULL))
+	RB_INSERT(object_ids, &by_id, o);
+	if (o->name != NULL && tsearch(o, &by_name, cmp_name) == NULL)
 		fatal("tsearch");
 	if (owner != NULL) {
 		TAILQ_INSERT_TAIL(&owner->owned, o, owner_link);
@@ -273,14 +273,16 @@ objects_cancel(struct object *o, Waiter__V1__CancelReason reason)
 	objects_finish(o, WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED, seq);
 }
 
-void
-objects_conn_closed(struct conn *c)
+bool
+objects_conn_release(struct conn *c, size_t *budget)
 {
 	struct object *o;
 
-	while (!LIST_EMPTY(&c->waits))
+	while (*budget > 0 && !LIST_EMPTY(&c->waits)) {
 		waitreq_free(LIST_FIRST(&c->waits));
-	while ((o = TAILQ_FIRST(&c->owned)) != NULL) {
+		(*budget)--;
+	}
+	while (*budget > 0 && (o = TAILQ_FIRST(&c->owned)) != NULL) {
 		if (o->lifetime == WAITER__V1__LIFETIME__LIFETIME_CONNECTION) {
 			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_CONNECTION_CLOSED);
 		} else {
@@ -288,7 +290,9 @@ objects_conn_closed(struct conn *c)
 			c->objects--;
 			o->owner = NULL;
 		}
+		(*budget)--;
 	}
+	return LIST_EMPTY(&c->waits) && TAILQ_EMPTY(&c->owned);
 }
 
 static void
@@ -320,8 +324,8 @@ objects_shutdown(void)
 	/* Keep every finished object from here on: eviction inside the loop
 	 * could free `next`. Everything is freed at exit anyway. */
 	cfg.keep_finished = SIZE_MAX;
-	for (o = TAILQ_FIRST(&all); o != NULL; o = next) {
-		next = TAILQ_NEXT(o, all_link);
+	for (o = RB_MIN(object_ids, &by_id); o != NULL; o = next) {
+		next = RB_NEXT(object_ids, &by_id, o);
 		if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
 			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_DAEMON_SHUTDOWN);
 	}
@@ -414,19 +418,15 @@ objects_op_wait(struct conn *c, const Request *req, Reply *rep)
 	return OP_DEFERRED;
 }
 
+/* The first object with an id above after_id. */
 static struct object *
 list_start(uint64_t after_id)
 {
-	struct object *o;
+	struct object key = { .id = after_id + 1 };
 
-	if (after_id == 0)
-		return TAILQ_FIRST(&all);
-	if ((o = objects_find(after_id)) != NULL)
-		return TAILQ_NEXT(o, all_link);
-	TAILQ_FOREACH(o, &all, all_link)        /* it went away: scan */
-		if (o->id > after_id)
-			break;
-	return o;
+	if (after_id == UINT64_MAX)
+		return NULL;
+	return RB_NFIND(object_ids, &by_id, &key);
 }
 
 enum op_result
@@ -445,7 +445,7 @@ objects_op_list(struct conn *c, const Request *req, Reply *rep)
 		    "unknown object kind %d", l->kind);
 	waiter__v1__list_reply__init(r);
 	r->objects = arena_alloc(limit * sizeof *r->objects);
-	for (o = list_start(l->after_id); o != NULL; o = TAILQ_NEXT(o, all_link)) {
+	for (o = list_start(l->after_id); o != NULL; o = RB_NEXT(object_ids, &by_id, o)) {
 		if (l->kind != 0 && o->ops->kind != l->kind)
 			continue;
 		if (!l->finished && o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)

@@ -13,6 +13,9 @@
 
 #include <sys/queue.h>
 
+#include <bsd/sys/cdefs.h>
+#include <bsd/sys/tree.h>
+
 #include "waiterd.h"
 
 struct conn;
@@ -41,7 +44,7 @@ struct object {
 	uint64_t last_seq;      /* seq of the event that ended it */
 	int64_t created_us;
 	TAILQ_ENTRY(object) owner_link;         /* owner->owned, or the finished list */
-	TAILQ_ENTRY(object) all_link;           /* every object, ascending id */
+	RB_ENTRY(object) id_link;               /* the id index, ascending */
 	LIST_HEAD(, waitreq) waits;
 };
 
@@ -64,8 +67,10 @@ void objects_cancel(struct object *o, Waiter__V1__CancelReason reason);
 enum op_result objects_reply_created(struct object *o, bool existed, Reply *rep,
     Waiter__V1__Reply__ResultCase result);
 
-/* server.c: a connection is closing / the daemon is stopping. */
-void objects_conn_closed(struct conn *c);
+/* server.c: a connection closed. Release its waits and objects, at most
+ * *budget of them (decremented); true once nothing is left. */
+bool objects_conn_release(struct conn *c, size_t *budget);
+/* The daemon is stopping. */
 void objects_shutdown(void);
 
 op_fn objects_op_cancel;

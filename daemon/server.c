@@ -39,6 +39,9 @@
 #define FLUSH_TIMEOUT_US (5 * 1000000)
 /* After a shutdown, clients get this long to read what is queued for them. */
 #define SHUTDOWN_GRACE_US (2 * 1000000)
+/* Waits and objects of closed connections released per callback: a
+ * client that held 100,000 timers must not stop the loop when it goes. */
+#define REAP_BUDGET 1024
 /* Listener pause after EMFILE when even the reserve descriptor is gone. */
 #define ACCEPT_RETRY_US 100000
 
@@ -293,8 +296,10 @@ conn_close(struct conn *c, enum conn_closing how, const char *why)
 static void
 conn_free(struct conn *c)
 {
+	size_t all = SIZE_MAX;
+
 	events_conn_closed(c);
-	objects_conn_closed(c);
+	objects_conn_release(c, &all);  /* already done, unless at exit */
 	LIST_REMOVE(c, link);
 	close(c->fd);
 	evbuffer_free(c->in);
@@ -309,12 +314,20 @@ server_reap_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c;
 
+	int64_t begin = stats_lap_begin();
+	size_t budget = REAP_BUDGET;
+
 	(void)fd, (void)what, (void)arg;
 	while ((c = TAILQ_FIRST(&dead)) != NULL) {
+		if (!objects_conn_release(c, &budget)) {
+			event_active(reap_ev, EV_TIMEOUT, 1);   /* the rest later */
+			break;
+		}
 		TAILQ_REMOVE(&dead, c, dead_link);
 		conn_free(c);
 	}
 	arena_reset();
+	stats_lap_end(begin, "reap", 0);
 	if (listen_ev != NULL && !event_pending(listen_ev, EV_READ, NULL) &&
 	    !event_pending(accept_retry_ev, EV_TIMEOUT, NULL))
 		event_add(listen_ev, NULL);

@@ -222,3 +222,27 @@ teardown() { daemon_teardown; }
 	assert_success
 	[ "${#lines[@]}" -eq 1100 ]
 }
+
+@test "a closing client's 3,000 timers are all cancelled, and others are served meanwhile" {
+	run "$WRAW" "$WAITER_SOCKET" hello read timers:3000 close
+	assert_success
+	[ "$(echo "$output" | grep -c 'ok timer_create')" -eq 3000 ]
+	run "$WAITER" ping
+	assert_output pong
+	# The daemon releases them a bounded number per lap; wait for the end.
+	for _ in $(seq 1 500); do
+		[ "$(stat_value timers)" = 0 ] && break
+		sleep 0.02
+	done
+	[ "$(stat_value timers)" = 0 ]
+	run "$WAITER" --json events --kind cancelled
+	[ "$(echo "$output" | jq -r .cancelled.reason | sort | uniq -c | tr -s ' ')" = " 3000 connection_closed" ]
+}
+
+@test "a half-closed client still gets its Wait answered" {
+	id=$("$WAITER" after 100ms)
+	run "$WRAW" "$WAITER_SOCKET" hello read "wait:$id" shut readall
+	assert_success
+	assert_line --index 1 'reply id=5 ok wait'
+	assert_line --index 2 closed
+}

@@ -18,6 +18,8 @@
  *                    print the N replies
  *   waits:ID:N       send N Waits for ID without a timeout; print the
  *                    replies that come back within a second
+ *   wait:ID          send one Wait for ID (no timeout), read nothing
+ *   shut             shut down our writing side (a half-close)
  *   split            send the following steps one byte per write
  *   read             read one message and print it (5 s timeout)
  *   readall          print messages until the daemon closes ("closed")
@@ -296,6 +298,17 @@ step(int *fd, const char *path, const char *s)
 		static const uint8_t b[] = { 0, 0, 0, 4, 0x0a, 0x0a, 0xff, 0xff };
 
 		send_bytes(*fd, b, sizeof b);
+	} else if (strncmp(s, "wait:", 5) == 0) {
+		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+		Waiter__V1__Wait w = WAITER__V1__WAIT__INIT;
+
+		w.id = strtoull(arg, NULL, 10);
+		req.id = 5;
+		req.op_case = WAITER__V1__REQUEST__OP_WAIT;
+		req.wait = &w;
+		send_request(*fd, &req);
+	} else if (strcmp(s, "shut") == 0) {
+		shutdown(*fd, SHUT_WR);
 	} else if (strcmp(s, "split") == 0) {
 		split_mode = 1;
 	} else if (strcmp(s, "read") == 0) {
