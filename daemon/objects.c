@@ -15,6 +15,8 @@
 /* Pending Wait requests one connection may hold: each costs memory and a
  * timer, and no script needs more. */
 #define MAX_WAITS_PER_CONN 10000
+/* Wait replies sent per callback when an object with many waiters ends. */
+#define ANSWERS_PER_EVENT 1024
 /* List pages: the default and the most one reply may carry. */
 #define LIST_DEFAULT 1000
 #define LIST_MAX 10000
@@ -24,7 +26,9 @@ struct waitreq {
 	struct object *o;
 	uint64_t req_id;
 	struct event *timeout;
-	LIST_ENTRY(waitreq) obj_link, conn_link;
+	bool queued;            /* in `answering`, not in o->waits */
+	TAILQ_ENTRY(waitreq) obj_link;
+	LIST_ENTRY(waitreq) conn_link;
 };
 
 static int
@@ -42,6 +46,11 @@ static uint64_t next_id = 1;
 static struct object_ids by_id = RB_INITIALIZER(&by_id);
 static void *by_name;   /* tsearch: only named objects pay for it */
 static TAILQ_HEAD(, object) finished = TAILQ_HEAD_INITIALIZER(finished);
+/* Waits of finished objects, answered ANSWERS_PER_EVENT a lap. */
+static struct waitq answering = TAILQ_HEAD_INITIALIZER(answering);
+static struct event *answer_ev;
+
+static void objects_answer_cb(evutil_socket_t, short, void *);
 
 static int
 cmp_name(const void *a, const void *b)
@@ -52,6 +61,9 @@ cmp_name(const void *a, const void *b)
 void
 objects_init(void)
 {
+	answer_ev = event_new(ev_base, -1, 0, objects_answer_cb, NULL);
+	if (answer_ev == NULL)
+		fatalx("event_new");
 }
 
 static void
@@ -67,7 +79,17 @@ objects_destroy(struct object *o)
 static void
 waitreq_free(struct waitreq *w)
 {
-	LIST_REMOVE(w, obj_link);
+	if (w->queued) {
+		struct waitreq *prev = TAILQ_PREV(w, waitq, obj_link);
+		struct waitreq *next = TAILQ_NEXT(w, obj_link);
+
+		/* An object's queued waits are contiguous: the last one gone
+		 * lets the object be evicted again. */
+		if ((prev == NULL || prev->o != w->o) && (next == NULL || next->o != w->o))
+			w->o->answering = false;
+		TAILQ_REMOVE(&answering, w, obj_link);
+	} else
+		TAILQ_REMOVE(&w->o->waits, w, obj_link);
 	LIST_REMOVE(w, conn_link);
 	w->c->n_waits--;
 	if (w->timeout != NULL)
@@ -80,9 +102,14 @@ objects_free_all(void)
 {
 	struct object *o;
 
+	while (!TAILQ_EMPTY(&answering))
+		waitreq_free(TAILQ_FIRST(&answering));
+	if (answer_ev != NULL)
+		event_free(answer_ev);
+	answer_ev = NULL;
 	while ((o = RB_MIN(object_ids, &by_id)) != NULL) {
-		while (!LIST_EMPTY(&o->waits))
-			waitreq_free(LIST_FIRST(&o->waits));
+		while (!TAILQ_EMPTY(&o->waits))
+			waitreq_free(TAILQ_FIRST(&o->waits));
 		o->ops->stop(o);
 		if (o->owner != NULL)
 			TAILQ_REMOVE(&o->owner->owned, o, owner_link);
@@ -158,7 +185,7 @@ objects_register(struct object *o, const struct object_ops *ops,
 	o->lifetime = (uint8_t)lifetime;
 	o->created_us = clock_wall_us();
 	o->owner = owner;
-	LIST_INIT(&o->waits);
+	TAILQ_INIT(&o->waits);
 	RB_INSERT(object_ids, &by_id, o);
 	if (o->name != NULL && tsearch(o, &by_name, cmp_name) == NULL)
 		fatal("tsearch");
@@ -221,6 +248,44 @@ wait_answer(struct conn *c, uint64_t req_id, struct object *o)
 		waiter__v1__server_message__free_unpacked(last, NULL);
 }
 
+/* Forget the oldest finished objects past --keep-finished; one whose waits
+ * are still being answered stays until they are. */
+static void
+objects_evict(void)
+{
+	struct object *old;
+
+	while (stats.finished_objects > cfg.keep_finished &&
+	    (old = TAILQ_FIRST(&finished)) != NULL && !old->answering) {
+		TAILQ_REMOVE(&finished, old, owner_link);
+		stats.finished_objects--;
+		objects_destroy(old);
+	}
+}
+
+/* Answer the queued waits, a bounded number per lap (DESIGN 4.1 rule 2). */
+static void
+objects_answer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int64_t begin = stats_lap_begin();
+	struct waitreq *w;
+
+	(void)fd, (void)what, (void)arg;
+	for (int n = 0; n < ANSWERS_PER_EVENT && (w = TAILQ_FIRST(&answering)) != NULL; n++) {
+		struct object *o = w->o;
+		struct conn *c = w->c;
+
+		wait_answer(c, w->req_id, o);
+		waitreq_free(w);
+		server_conn_settled(c);
+	}
+	if (!TAILQ_EMPTY(&answering))
+		event_active(answer_ev, EV_TIMEOUT, 1);
+	objects_evict();
+	arena_reset();
+	stats_lap_end(begin, "answer_waits", 0);
+}
+
 void
 objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq)
 {
@@ -236,22 +301,18 @@ objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq)
 	}
 	stats.objects--;
 	stats.active[o->ops->kind]--;
-	while ((w = LIST_FIRST(&o->waits)) != NULL) {
-		struct conn *c = w->c;
-
-		wait_answer(c, w->req_id, o);
-		waitreq_free(w);
-		server_conn_settled(c);
+	if (!TAILQ_EMPTY(&o->waits)) {
+		/* Hand the waits to the answering queue: one object may have
+		 * thousands of waiters, and they are answered a lap at a time. */
+		TAILQ_FOREACH(w, &o->waits, obj_link)
+			w->queued = true;
+		TAILQ_CONCAT(&answering, &o->waits, obj_link);
+		o->answering = true;
+		event_active(answer_ev, EV_TIMEOUT, 1);
 	}
 	TAILQ_INSERT_TAIL(&finished, o, owner_link);
 	stats.finished_objects++;
-	while (stats.finished_objects > cfg.keep_finished) {
-		struct object *old = TAILQ_FIRST(&finished);
-
-		TAILQ_REMOVE(&finished, old, owner_link);
-		stats.finished_objects--;
-		objects_destroy(old);
-	}
+	objects_evict();
 }
 
 void
@@ -366,11 +427,16 @@ wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn *c;
 
 	(void)fd, (void)what;
-	rep.id = w->req_id;
-	op_error(&rep, WAITER__V1__ERROR_CODE__ERROR_CODE_TIMED_OUT,
-	    "%s %llu did not complete within the timeout", w->o->ops->name,
-	    (unsigned long long)w->o->id);
-	conn_send_reply(w->c, &rep);
+	if (w->queued) {
+		/* It completed; only the answer was still in the queue. */
+		wait_answer(w->c, w->req_id, w->o);
+	} else {
+		rep.id = w->req_id;
+		op_error(&rep, WAITER__V1__ERROR_CODE__ERROR_CODE_TIMED_OUT,
+		    "%s %llu did not complete within the timeout", w->o->ops->name,
+		    (unsigned long long)w->o->id);
+		conn_send_reply(w->c, &rep);
+	}
 	c = w->c;
 	waitreq_free(w);
 	server_conn_settled(c);
@@ -412,7 +478,7 @@ objects_op_wait(struct conn *c, const Request *req, Reply *rep)
 			fatal("evtimer_new");
 		evtimer_add(w->timeout, &tv);
 	}
-	LIST_INSERT_HEAD(&o->waits, w, obj_link);
+	TAILQ_INSERT_TAIL(&o->waits, w, obj_link);
 	LIST_INSERT_HEAD(&c->waits, w, conn_link);
 	c->n_waits++;
 	return OP_DEFERRED;

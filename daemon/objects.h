@@ -40,12 +40,13 @@ struct object {
 	char *name;
 	uint8_t state;          /* Waiter__V1__ObjectState */
 	uint8_t lifetime;       /* Waiter__V1__Lifetime, never DEFAULT */
+	bool answering;         /* finished; its waits are still being answered */
 	struct conn *owner;     /* creating connection while it is open */
 	uint64_t last_seq;      /* seq of the event that ended it */
 	int64_t created_us;
 	TAILQ_ENTRY(object) owner_link;         /* owner->owned, or the finished list */
 	RB_ENTRY(object) id_link;               /* the id index, ascending */
-	LIST_HEAD(, waitreq) waits;
+	TAILQ_HEAD(waitq, waitreq) waits;  /* pending Waits, oldest first */
 };
 
 void objects_init(void);

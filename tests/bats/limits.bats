@@ -83,3 +83,16 @@ teardown() { daemon_teardown; }
 	[ "$(stat_value slow_laps)" -gt 0 ]
 	grep -qE 'level=warn msg=slow_lap handler=(conn_read|timer|accept) ' "$DAEMON_LOG"
 }
+
+@test "5,000 waiters on one timer are all answered, a lap at a time, even with --keep-finished 0" {
+	start_daemon --keep-finished 0
+	id=$("$WAITER" after 300ms)
+	run "$WRAW" "$WAITER_SOCKET" hello read "waits:$id:5000"
+	assert_success
+	[ "$(echo "$output" | grep -c '^reply id=[0-9]* ok wait$')" -eq 5000 ]
+	# Once answered, the finished timer is forgotten as configured.
+	[ "$(stat_value finished_objects)" = 0 ]
+	run "$WAITER" wait "$id"
+	assert_failure 1
+	assert_output --partial "no object with id $id"
+}
