@@ -23,6 +23,7 @@
 #include "objects.h"
 #include "server.h"
 #include "stats.h"
+#include "tasks.h"
 #include "timers.h"
 #include "waiter.h"
 
@@ -38,6 +39,9 @@ struct config cfg = {
 	.max_objects_per_client = 100000,
 	.max_objects = 2000000,
 	.slow_lap_us = 50000,
+	/* Queued work costs memory, not processes: generous, but bounded. */
+	.max_queued_tasks = 100000,
+	.kill_grace_us = 5000000,
 };
 struct event_base *ev_base;
 
@@ -70,6 +74,11 @@ static const char usage_text[] =
 "      --slow-lap DURATION  log callbacks slower than this (default 50ms)\n"
 "      --allow-uid UID      also serve this user (name or number; repeatable)\n"
 "      --allow-group GROUP  also serve members of this group\n"
+"      --no-tasks           refuse task submissions (permission denied)\n"
+"      --max-queued-tasks N tasks waiting to run, daemon-wide (default 100000)\n"
+"      --kill-grace DURATION\n"
+"                           a killed or timed-out task gets SIGTERM, then\n"
+"                           SIGKILL after this (default 5s)\n"
 "  -v, --verbose            log every connection and close\n"
 "  -V, --version            print the version and exit\n"
 "  -h, --help               print this help and exit\n"
@@ -130,7 +139,8 @@ set_allow_group(const char *s)
 enum {
 	OPT_LOG_FILE = 256, OPT_MAX_FRAME, OPT_MAX_CLIENTS, OPT_MAX_OUTPUT,
 	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
-	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP
+	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_NO_TASKS, OPT_MAX_QUEUED,
+	OPT_KILL_GRACE
 };
 
 static void
@@ -151,6 +161,9 @@ parse_args(int argc, char **argv)
 		{ "slow-lap", required_argument, NULL, OPT_SLOW_LAP },
 		{ "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
 		{ "allow-group", required_argument, NULL, OPT_ALLOW_GROUP },
+		{ "no-tasks", no_argument, NULL, OPT_NO_TASKS },
+		{ "max-queued-tasks", required_argument, NULL, OPT_MAX_QUEUED },
+		{ "kill-grace", required_argument, NULL, OPT_KILL_GRACE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -196,6 +209,15 @@ parse_args(int argc, char **argv)
 			break;
 		case OPT_ALLOW_UID: add_allow_uid(optarg); break;
 		case OPT_ALLOW_GROUP: set_allow_group(optarg); break;
+		case OPT_NO_TASKS: cfg.no_tasks = true; break;
+		case OPT_MAX_QUEUED:
+			cfg.max_queued_tasks = parse_count(optarg, "--max-queued-tasks", 0,
+			    UINT32_MAX);
+			break;
+		case OPT_KILL_GRACE:
+			if (waiter_parse_duration(optarg, &cfg.kill_grace_us, &err) < 0)
+				usage_error("--kill-grace: %s", err);
+			break;
 		case 'v': cfg.verbose++; break;
 		case 'V': printf("waiterd %s (protocol %d)\n", PACKAGE_VERSION,
 		    WAITER_PROTOCOL_VERSION); exit(0);
@@ -349,6 +371,7 @@ main(int argc, char **argv)
 	events_init();
 	objects_init();
 	timers_init();
+	tasks_init();
 	if (server_listen(&cause) < 0) {
 		server_stop_listening();        /* let go of the lock we took */
 		if (ready_fd >= 0 && write(ready_fd, cause, strlen(cause)) < 0)
@@ -373,6 +396,7 @@ main(int argc, char **argv)
 
 	server_free();
 	objects_free_all();
+	tasks_free();
 	timers_free();
 	events_free();
 	stats_free();

@@ -324,6 +324,8 @@ objects_cancel(struct object *o, Waiter__V1__CancelReason reason)
 
 	if (o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
 		return;
+	if (o->ops->cancel != NULL && o->ops->cancel(o, reason))
+		return;         /* the source publishes and finishes it */
 	o->ops->stop(o);
 	body.reason = reason;
 	ev.object_id = o->id;
@@ -344,13 +346,11 @@ objects_conn_release(struct conn *c, size_t *budget)
 		(*budget)--;
 	}
 	while (*budget > 0 && (o = TAILQ_FIRST(&c->owned)) != NULL) {
-		if (o->lifetime == WAITER__V1__LIFETIME__LIFETIME_CONNECTION) {
+		TAILQ_REMOVE(&c->owned, o, owner_link);
+		c->objects--;
+		o->owner = NULL;
+		if (o->lifetime == WAITER__V1__LIFETIME__LIFETIME_CONNECTION)
 			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_CONNECTION_CLOSED);
-		} else {
-			TAILQ_REMOVE(&c->owned, o, owner_link);
-			c->objects--;
-			o->owner = NULL;
-		}
 		(*budget)--;
 	}
 	return LIST_EMPTY(&c->waits) && TAILQ_EMPTY(&c->owned);
@@ -396,6 +396,7 @@ static const char *
 state_word(uint8_t state)
 {
 	return state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED ? "was cancelled" :
+	    state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_FAILED ? "has already failed" :
 	    "has already completed";
 }
 
@@ -524,5 +525,23 @@ objects_op_list(struct conn *c, const Request *req, Reply *rep)
 	}
 	rep->result_case = WAITER__V1__REPLY__RESULT_LIST;
 	rep->list = r;
+	return OP_REPLY;
+}
+
+enum op_result
+objects_op_get(struct conn *c, const Request *req, Reply *rep)
+{
+	const Waiter__V1__Get *g = req->get;
+	struct object *o = g->id != 0 ? objects_find(g->id) : objects_find_name(g->name);
+
+	(void)c;
+	if (o == NULL)
+		return g->id != 0 ?
+		    op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND,
+		    "no object with id %llu", (unsigned long long)g->id) :
+		    op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND,
+		    "no object named %s", g->name);
+	rep->result_case = WAITER__V1__REPLY__RESULT_GET;
+	rep->get = objects_describe(o);
 	return OP_REPLY;
 }

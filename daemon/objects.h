@@ -28,6 +28,9 @@ struct object_ops {
 	Waiter__V1__ObjectKind kind;
 	const char *name;                       /* "timer" */
 	void (*stop)(struct object *);          /* release the source; idempotent */
+	/* Optional: begin cancelling; true when the source will finish the
+	 * object itself later (a task whose processes must exit first). */
+	bool (*cancel)(struct object *, Waiter__V1__CancelReason);
 	void (*describe)(struct object *, ObjectInfo *); /* detail, arena memory */
 	void (*free)(struct object *);
 };
@@ -77,5 +80,6 @@ void objects_shutdown(void);
 op_fn objects_op_cancel;
 op_fn objects_op_wait;
 op_fn objects_op_list;
+op_fn objects_op_get;
 
 #endif

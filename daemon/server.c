@@ -25,6 +25,7 @@
 #include "objects.h"
 #include "server.h"
 #include "stats.h"
+#include "tasks.h"
 #include "timers.h"
 
 /* Requests served per read callback before yielding to other clients
@@ -197,6 +198,12 @@ static const struct op_entry {
 	{ WAITER__V1__REQUEST__OP_LIST, "list", objects_op_list },
 	{ WAITER__V1__REQUEST__OP_SHUTDOWN, "shutdown", op_shutdown },
 	{ WAITER__V1__REQUEST__OP_TIMER_CREATE, "timer_create", timers_op_create },
+	{ WAITER__V1__REQUEST__OP_GET, "get", objects_op_get },
+	{ WAITER__V1__REQUEST__OP_TASK_SUBMIT, "task_submit", tasks_op_submit },
+	{ WAITER__V1__REQUEST__OP_TASK_KILL, "task_kill", tasks_op_kill },
+	{ WAITER__V1__REQUEST__OP_TASK_LOGS, "task_logs", tasks_op_logs },
+	{ WAITER__V1__REQUEST__OP_QUEUE_SET, "queue_set", tasks_op_queue_set },
+	{ WAITER__V1__REQUEST__OP_QUEUE_LIST, "queue_list", tasks_op_queue_list },
 };
 
 static const struct op_entry *

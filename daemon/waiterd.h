@@ -45,7 +45,9 @@ struct config {
 	size_t n_allow_uids;
 	bool have_allow_gid;
 	gid_t allow_gid;
-	bool no_tasks;
+	bool no_tasks;             /* refuse task submissions */
+	uint64_t max_queued_tasks; /* tasks waiting or queued, daemon-wide */
+	uint64_t kill_grace_us;    /* default TERM-to-KILL grace */
 	const char *state_dir;
 };
 

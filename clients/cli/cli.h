@@ -35,6 +35,7 @@ struct cli {
 	const char *socket;     /* -S, else NULL */
 	bool json;
 	bool no_autostart;
+	bool quiet_id;          /* `run`: stdout is the task's */
 	struct waiter *w;
 };
 extern struct cli cli;
@@ -42,6 +43,11 @@ extern struct cli cli;
 extern const struct cmd cmd_ping, cmd_stats, cmd_version, cmd_shutdown;
 extern const struct cmd cmd_after, cmd_every, cmd_at, cmd_timers;
 extern const struct cmd cmd_cancel, cmd_wait, cmd_events;
+extern const struct cmd cmd_submit, cmd_run, cmd_tasks, cmd_show, cmd_logs, cmd_kill;
+extern const struct cmd cmd_queue, cmd_queues;
+
+/* A finished task's exit status for wait and run (cmd_task.c). */
+int cli_task_status(const Waiter__V1__ObjectInfo *o);
 
 /* Shared by the creating commands (cmd_object.c): wait for id to complete
  * (timeout_us 0 = forever), or print its events until it completes. */

@@ -19,6 +19,8 @@ kind_name(const Waiter__V1__ObjectInfo *o)
 static int
 ended_status(const Waiter__V1__ObjectInfo *o)
 {
+	if (o->detail_case == WAITER__V1__OBJECT_INFO__DETAIL_TASK)
+		return cli_task_status(o);
 	if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED)
 		return EXIT_OK;
 	if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED)
@@ -66,6 +68,15 @@ event_ends(const Event *ev, uint64_t id, int *rc)
 	}
 	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TIMER_FIRED && ev->timer_fired->last) {
 		*rc = EXIT_OK;
+		return true;
+	}
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE) {
+		Waiter__V1__ObjectInfo info = WAITER__V1__OBJECT_INFO__INIT;
+
+		info.id = id;
+		info.detail_case = WAITER__V1__OBJECT_INFO__DETAIL_TASK;
+		info.task = ev->task_done->task;
+		*rc = cli_task_status(&info);
 		return true;
 	}
 	return false;
@@ -186,7 +197,9 @@ const struct cmd cmd_wait = {
 	"wait", "ID... [--timeout DURATION]", "wait until objects complete",
 	"Wait until every ID has completed (or was cancelled). Exits 0 when all\n"
 	"completed, 1 if one was cancelled or is unknown, 124 when --timeout\n"
-	"passes first. An object that finished earlier answers at once.\n"
+	"passes first; for a task, its exit code or 128+N for signal N (the first\n"
+	"non-zero status of them all). An object that finished earlier answers\n"
+	"at once.\n"
 	"With --json, prints each object's final state and its last event.\n",
 	wait_main,
 };
@@ -222,7 +235,7 @@ events_main(const struct cmd *c, int argc, char **argv)
 		case 'k':
 			if ((k = out_enum_value(&waiter__v1__event_kind__descriptor, optarg)) < 0)
 				cli_usage(c, "unknown event kind '%s' (timer_fired, cancelled, "
-				    "shutdown)", optarg);
+				    "shutdown, task_started, task_output, task_done)", optarg);
 			if (sub.n_kinds == 32)
 				cli_usage(c, "too many --kind options");
 			kinds[sub.n_kinds++] = (Waiter__V1__EventKind)k;
@@ -278,8 +291,8 @@ const struct cmd cmd_events = {
 	"  --since SEQ  replay the retained events after SEQ (0: all retained)\n"
 	"  --follow     then keep printing live events until interrupted or the\n"
 	"               daemon stops; without --since only live events\n"
-	"  --kind K     only events of kind K (timer_fired, cancelled, shutdown);\n"
-	"               repeatable\n"
+	"  --kind K     only events of kind K (timer_fired, cancelled, shutdown,\n"
+	"               task_started, task_output, task_done); repeatable\n"
 	"  --id ID      only events about object ID; repeatable\n"
 	"\n"
 	"Without --follow, prints the retained events (after --since) and exits.\n"

@@ -27,6 +27,8 @@ struct cli cli;
 static const struct cmd *const commands[] = {
 	&cmd_ping, &cmd_stats, &cmd_version, &cmd_shutdown,
 	&cmd_after, &cmd_every, &cmd_at, &cmd_timers,
+	&cmd_submit, &cmd_run, &cmd_tasks, &cmd_show, &cmd_logs, &cmd_kill,
+	&cmd_queue, &cmd_queues,
 	&cmd_cancel, &cmd_wait, &cmd_events,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -41,8 +43,8 @@ usage_all(FILE *fp)
 	fprintf(fp,
 	    "usage: waiter [-S PATH] [--json] [--no-autostart] COMMAND [ARGS...]\n"
 	    "\n"
-	    "Hand your waiting to waiterd: timers now; the daemon runs one event loop\n"
-	    "for every process on the host.\n"
+	    "Hand your waiting to waiterd: timers and tasks; the daemon runs one\n"
+	    "event loop for every process on the host.\n"
 	    "\n"
 	    "Global options:\n"
 	    "  -S, --socket PATH   daemon socket (default: $WAITER_SOCKET, else\n"
@@ -68,7 +70,8 @@ usage_all(FILE *fp)
 	    "Creating commands print the new id alone on stdout.\n"
 	    "\n"
 	    "Exit status: 0 success; 1 error; 2 usage error; 69 daemon unreachable;\n"
-	    "124 wait --timeout expired.\n");
+	    "124 wait --timeout expired; wait and run on a task: its exit code, or\n"
+	    "128+N if signal N ended it.\n");
 }
 
 static void

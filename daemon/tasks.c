@@ -1,0 +1,952 @@
+/* tasks.c - the task source (see tasks.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "clock.h"
+#include "events.h"
+#include "log.h"
+#include "objects.h"
+#include "server.h"
+#include "stats.h"
+#include "tasks.h"
+
+/* Bytes read from one output pipe per callback: a task writing gigabytes
+ * gets a turn, not the loop. */
+#define TASK_READ_CHUNK (64 * 1024)
+
+struct queue {
+	char *name;
+	unsigned parallel;
+	unsigned running;
+	unsigned queued;
+	TAILQ_HEAD(, task) ready;       /* FIFO: tasks start in submission order */
+	LIST_ENTRY(queue) link;
+};
+
+struct stream {
+	int fd;
+	struct event ev;
+	struct evbuffer *tail;          /* the kept tail, at most limit bytes */
+	uint64_t total, dropped;
+};
+
+struct task {
+	struct object obj;
+	Waiter__V1__TaskState state;
+	struct queue *q;
+	char **argv, **env;             /* NULL-terminated, owned */
+	char *cwd;
+	uint8_t *stdin_data;
+	size_t stdin_len, stdin_off;
+	int stdin_fd;
+	struct event stdin_ev;
+	uint64_t *after;
+	size_t n_after;
+	uint64_t timeout_us, output_limit, kill_grace_us;
+	pid_t pid;
+	int pidfd;
+	struct event pid_ev, timer;
+	Waiter__V1__TaskState kill_state;   /* the state a kill ends it in, or 0 */
+	bool term_sent;
+	int exit_code, signal;
+	int64_t started_us, ended_us;
+	struct stream out[2];           /* stdout, stderr */
+	char *error;
+	TAILQ_ENTRY(task) q_link;       /* q->ready, or `waiting` */
+};
+
+static LIST_HEAD(, queue) queues = LIST_HEAD_INITIALIZER(queues);
+static unsigned n_queues;
+static TAILQ_HEAD(, task) waiting = TAILQ_HEAD_INITIALIZER(waiting);
+static uint64_t n_pending;      /* waiting + queued, for --max-queued-tasks */
+
+static void task_pump(struct queue *q);
+static void task_signal(struct task *t, int sig);
+static void task_settle_waiting(void);
+
+/* ------------------------------------------------------------- queues */
+
+static struct queue *
+queue_get(const char *name, bool create)
+{
+	struct queue *q;
+	long cpus;
+
+	LIST_FOREACH(q, &queues, link)
+		if (strcmp(q->name, name) == 0)
+			return q;
+	if (!create || n_queues >= QUEUES_MAX)
+		return NULL;
+	q = calloc(1, sizeof *q);
+	if (q == NULL || (q->name = strdup(name)) == NULL)
+		fatal("calloc");
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	q->parallel = cpus > 0 ? (unsigned)cpus : 1;
+	TAILQ_INIT(&q->ready);
+	LIST_INSERT_HEAD(&queues, q, link);
+	n_queues++;
+	return q;
+}
+
+static bool
+queue_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= QUEUE_NAME_MAX &&
+	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789._:@/+-") == n;
+}
+
+/* --------------------------------------------------------- the object */
+
+static void
+stream_close(struct stream *s)
+{
+	if (s->fd >= 0) {
+		event_del(&s->ev);
+		close(s->fd);
+		s->fd = -1;
+	}
+}
+
+static void
+task_fill_info(struct task *t, Waiter__V1__TaskInfo *ti)
+{
+	waiter__v1__task_info__init(ti);
+	ti->state = t->state;
+	ti->queue = t->q->name;
+	for (ti->n_argv = 0; t->argv[ti->n_argv] != NULL; ti->n_argv++)
+		;
+	ti->argv = t->argv;
+	ti->n_after = t->n_after;
+	ti->after = t->after;
+	ti->pid = t->pid;
+	ti->exit_code = t->exit_code;
+	ti->signal = t->signal;
+	ti->started_us = t->started_us;
+	ti->ended_us = t->ended_us;
+	ti->stdout_bytes = t->out[0].total;
+	ti->stderr_bytes = t->out[1].total;
+	ti->stdout_dropped = t->out[0].dropped;
+	ti->stderr_dropped = t->out[1].dropped;
+	ti->error = t->error ? t->error : (char *)"";
+	ti->timeout_us = t->timeout_us;
+}
+
+static void
+task_describe(struct object *o, ObjectInfo *info)
+{
+	Waiter__V1__TaskInfo *ti = arena_alloc(sizeof *ti);
+
+	task_fill_info((struct task *)o, ti);
+	info->detail_case = WAITER__V1__OBJECT_INFO__DETAIL_TASK;
+	info->task = ti;
+}
+
+static void
+task_stop(struct object *o)
+{
+	struct task *t = (struct task *)o;
+
+	event_del(&t->timer);
+	if (t->stdin_fd >= 0) {
+		event_del(&t->stdin_ev);
+		close(t->stdin_fd);
+		t->stdin_fd = -1;
+	}
+}
+
+static void
+strv_free(char **v)
+{
+	if (v == NULL)
+		return;
+	for (char **p = v; *p != NULL; p++)
+		free(*p);
+	free(v);
+}
+
+static void
+task_free(struct object *o)
+{
+	struct task *t = (struct task *)o;
+
+	task_stop(o);
+	for (int i = 0; i < 2; i++) {
+		stream_close(&t->out[i]);
+		if (t->out[i].tail != NULL)
+			evbuffer_free(t->out[i].tail);
+	}
+	if (t->pidfd >= 0) {
+		/* Only at exit is a task freed while running: no process of
+		 * ours keeps running unattended, and none is left a zombie. */
+		task_signal(t, SIGKILL);
+		waitpid(t->pid, NULL, 0);
+		event_del(&t->pid_ev);
+		close(t->pidfd);
+	}
+	strv_free(t->argv);
+	strv_free(t->env);
+	free(t->cwd);
+	free(t->stdin_data);
+	free(t->after);
+	free(t->error);
+	free(t);
+}
+
+/* Publish TASK_DONE and finish the object in the state reached. */
+static void
+task_done(struct task *t, Waiter__V1__TaskState state)
+{
+	Event ev = WAITER__V1__EVENT__INIT;
+	Waiter__V1__TaskDone td = WAITER__V1__TASK_DONE__INIT;
+	Waiter__V1__TaskInfo ti;
+	Waiter__V1__ObjectState os;
+	struct queue *q = t->q;
+	bool was_running = t->state == WAITER__V1__TASK_STATE__TASK_STATE_RUNNING;
+	uint64_t seq;
+
+	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_QUEUED) {
+		TAILQ_REMOVE(&q->ready, t, q_link);
+		q->queued--;
+		n_pending--;
+	} else if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_WAITING) {
+		TAILQ_REMOVE(&waiting, t, q_link);
+		n_pending--;
+	}
+	t->state = state;
+	t->ended_us = clock_wall_us();
+	task_fill_info(t, &ti);
+	td.task = &ti;
+	ev.object_id = t->obj.id;
+	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE;
+	ev.body_case = WAITER__V1__EVENT__BODY_TASK_DONE;
+	ev.task_done = &td;
+	seq = events_publish(&ev, t->obj.owner);
+	os = state == WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED ?
+	    WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED :
+	    state == WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED ?
+	    WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED :
+	    WAITER__V1__OBJECT_STATE__OBJECT_STATE_FAILED;
+	objects_finish(&t->obj, os, seq);       /* t may be freed from here */
+	if (was_running) {
+		q->running--;
+		task_pump(q);
+	}
+	task_settle_waiting();
+}
+
+/* --------------------------------------------------------- processes */
+
+static void
+task_signal(struct task *t, int sig)
+{
+	if (t->pid > 0 && kill(-t->pid, sig) < 0 && errno != ESRCH)
+		log_warn("killpg task=%llu pid=%d errno=%d", (unsigned long long)t->obj.id,
+		    (int)t->pid, errno);
+}
+
+/* The timeout passed, or TERM was sent and the grace is over. */
+static void
+task_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct task *t = arg;
+	struct timeval tv = clock_tv((int64_t)t->kill_grace_us);
+
+	(void)fd, (void)what;
+	if (t->term_sent) {
+		task_signal(t, SIGKILL);
+		return;
+	}
+	if (t->kill_state == 0)
+		t->kill_state = WAITER__V1__TASK_STATE__TASK_STATE_TIMED_OUT;
+	task_signal(t, SIGTERM);
+	t->term_sent = true;
+	evtimer_add(&t->timer, &tv);
+}
+
+/* Stop a running task: TERM now, KILL after the grace. */
+static void
+task_terminate(struct task *t, Waiter__V1__TaskState as)
+{
+	struct timeval tv = clock_tv((int64_t)t->kill_grace_us);
+
+	if (t->kill_state == 0)
+		t->kill_state = as;
+	if (t->term_sent)
+		return;
+	event_del(&t->timer);
+	task_signal(t, SIGTERM);
+	t->term_sent = true;
+	evtimer_add(&t->timer, &tv);
+}
+
+/* Keep the tail: append, then drop from the head past the limit. */
+static void
+stream_keep(struct task *t, struct stream *s, const uint8_t *data, size_t n)
+{
+	size_t len;
+
+	s->total += n;
+	if (s->tail == NULL && (s->tail = evbuffer_new()) == NULL)
+		fatal("evbuffer_new");
+	evbuffer_add(s->tail, data, n);
+	len = evbuffer_get_length(s->tail);
+	if (len > t->output_limit) {
+		evbuffer_drain(s->tail, len - t->output_limit);
+		s->dropped += len - t->output_limit;
+	}
+}
+
+/* Read one chunk; -1 at EOF or error (the stream is closed). */
+static int
+stream_read(struct task *t, int which)
+{
+	struct stream *s = &t->out[which];
+	static uint8_t buf[TASK_READ_CHUNK];
+	Event ev = WAITER__V1__EVENT__INIT;
+	Waiter__V1__TaskOutput to = WAITER__V1__TASK_OUTPUT__INIT;
+	ssize_t n = read(s->fd, buf, sizeof buf);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n <= 0) {
+		stream_close(s);
+		return -1;
+	}
+	stream_keep(t, s, buf, (size_t)n);
+	to.stream = which == 0 ? WAITER__V1__STREAM__STREAM_STDOUT :
+	    WAITER__V1__STREAM__STREAM_STDERR;
+	to.data.data = buf;
+	to.data.len = (size_t)n;
+	ev.object_id = t->obj.id;
+	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_OUTPUT;
+	ev.body_case = WAITER__V1__EVENT__BODY_TASK_OUTPUT;
+	ev.task_output = &to;
+	events_publish(&ev, t->obj.owner);
+	return (size_t)n == sizeof buf ? 1 : 0;
+}
+
+static void
+stream_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct task *t = arg;
+	int64_t begin = stats_lap_begin();
+
+	(void)what;
+	stream_read(t, fd == t->out[0].fd ? 0 : 1);
+	stats_lap_end(begin, "task_output", 0);
+}
+
+static void
+stdin_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct task *t = arg;
+	ssize_t n = write(fd, t->stdin_data + t->stdin_off, t->stdin_len - t->stdin_off);
+
+	(void)what;
+	if (n > 0)
+		t->stdin_off += (size_t)n;
+	if ((n < 0 && errno != EAGAIN && errno != EINTR) || t->stdin_off == t->stdin_len) {
+		event_del(&t->stdin_ev);
+		close(t->stdin_fd);
+		t->stdin_fd = -1;
+	}
+}
+
+/* The process exited: collect its status and what is left in the pipes. */
+static void
+task_exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct task *t = arg;
+	siginfo_t si;
+	Waiter__V1__TaskState state;
+
+	(void)what;
+	memset(&si, 0, sizeof si);
+	if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+		return;
+	event_del(&t->pid_ev);
+	close(t->pidfd);
+	t->pidfd = -1;
+	if (si.si_code == CLD_EXITED)
+		t->exit_code = si.si_status;
+	else
+		t->signal = si.si_status;
+	/* What it wrote before exiting is in the pipes (at most their buffer
+	 * size); children it left behind may keep them open, so read what is
+	 * there now and stop. */
+	for (int i = 0; i < 2; i++) {
+		while (t->out[i].fd >= 0 && stream_read(t, i) > 0)
+			;
+		stream_close(&t->out[i]);
+	}
+	if (t->kill_state != 0)
+		state = t->kill_state;
+	else if (t->signal == 0 && t->exit_code == 0)
+		state = WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED;
+	else
+		state = WAITER__V1__TASK_STATE__TASK_STATE_FAILED;
+	task_stop(&t->obj);
+	task_done(t, state);
+	arena_reset();
+}
+
+/* argv[0] as execvp would find it, but on the task's PATH. */
+static char *
+task_resolve(struct task *t, int *err)
+{
+	const char *name = t->argv[0], *path = "/usr/local/bin:/usr/bin:/bin";
+	char buf[4096];
+
+	*err = ENOENT;
+	if (strchr(name, '/') != NULL)
+		return strdup(name);
+	for (char **e = t->env; e != NULL && *e != NULL; e++)
+		if (strncmp(*e, "PATH=", 5) == 0)
+			path = *e + 5;
+	while (*path != '\0') {
+		size_t n = strcspn(path, ":");
+		struct stat st;
+
+		if (snprintf(buf, sizeof buf, "%.*s%s%s", (int)n, path, n ? "/" : "",
+		    name) < (int)sizeof buf && stat(buf, &st) == 0 && S_ISREG(st.st_mode)) {
+			if (access(buf, X_OK) == 0)
+				return strdup(buf);
+			*err = EACCES;
+		}
+		path += n + (path[n] == ':');
+	}
+	return NULL;
+}
+
+static int
+task_spawn(struct task *t, const char **why)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	int out[2][2] = { { -1, -1 }, { -1, -1 } }, in[2] = { -1, -1 }, rc, err;
+	char *exe = task_resolve(t, &err);
+
+	if (exe == NULL) {
+		*why = strerror(err);
+		return err;
+	}
+	if (pipe2(out[0], O_CLOEXEC) < 0 || pipe2(out[1], O_CLOEXEC) < 0 ||
+	    (t->stdin_len > 0 && pipe2(in, O_CLOEXEC) < 0)) {
+		rc = errno;
+		*why = strerror(rc);
+		goto fail;
+	}
+	posix_spawn_file_actions_init(&fa);
+	if (t->stdin_len > 0)
+		posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	else
+		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, out[0][1], 1);
+	posix_spawn_file_actions_adddup2(&fa, out[1][1], 2);
+	if (t->cwd != NULL)
+		posix_spawn_file_actions_addchdir_np(&fa, t->cwd);
+	posix_spawnattr_init(&at);
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+	    POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setpgroup(&at, 0);      /* its own process group */
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);   /* we ignore SIGPIPE; it must not */
+	rc = posix_spawn(&t->pid, exe, &fa, &at, t->argv, t->env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (rc != 0) {
+		*why = strerror(rc);
+		t->pid = 0;
+		goto fail;
+	}
+	free(exe);
+	close(out[0][1]);
+	close(out[1][1]);
+	for (int i = 0; i < 2; i++) {
+		t->out[i].fd = out[i][0];
+		fcntl(t->out[i].fd, F_SETFL, O_NONBLOCK);
+		event_assign(&t->out[i].ev, ev_base, t->out[i].fd, EV_READ | EV_PERSIST,
+		    stream_cb, t);
+		event_add(&t->out[i].ev, NULL);
+	}
+	if (in[0] >= 0) {
+		close(in[0]);
+		t->stdin_fd = in[1];
+		fcntl(in[1], F_SETFL, O_NONBLOCK);
+		event_assign(&t->stdin_ev, ev_base, in[1], EV_WRITE | EV_PERSIST, stdin_cb, t);
+		event_add(&t->stdin_ev, NULL);
+	}
+	return 0;
+fail:
+	free(exe);
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++)
+			if (out[i][j] >= 0)
+				close(out[i][j]);
+	if (in[0] >= 0) {
+		close(in[0]);
+		close(in[1]);
+	}
+	return rc;
+}
+
+/* Start t (taken off its queue's ready list by the caller). */
+static void
+task_start(struct task *t)
+{
+	Event ev = WAITER__V1__EVENT__INIT;
+	Waiter__V1__TaskStarted ts = WAITER__V1__TASK_STARTED__INIT;
+	const char *why = NULL;
+	int rc = task_spawn(t, &why);
+
+	t->started_us = clock_wall_us();
+	if (rc != 0) {
+		/* As a shell would: 127 not found, 126 found but not runnable. */
+		t->exit_code = rc == ENOENT ? 127 : 126;
+		if (asprintf(&t->error, "cannot run %s: %s", t->argv[0], why) < 0)
+			t->error = NULL;
+		task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_FAILED);
+		return;
+	}
+	t->pidfd = pidfd_open(t->pid, 0);
+	if (t->pidfd < 0)
+		fatal("pidfd_open");
+	event_assign(&t->pid_ev, ev_base, t->pidfd, EV_READ | EV_PERSIST, task_exit_cb, t);
+	event_add(&t->pid_ev, NULL);
+	if (t->timeout_us > 0) {
+		struct timeval tv = clock_tv((int64_t)t->timeout_us);
+
+		evtimer_add(&t->timer, &tv);
+	}
+	t->state = WAITER__V1__TASK_STATE__TASK_STATE_RUNNING;
+	t->q->running++;
+	ts.pid = t->pid;
+	ev.object_id = t->obj.id;
+	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_STARTED;
+	ev.body_case = WAITER__V1__EVENT__BODY_TASK_STARTED;
+	ev.task_started = &ts;
+	events_publish(&ev, t->obj.owner);
+	log_debug("task_started task=%llu pid=%d queue=%s", (unsigned long long)t->obj.id,
+	    (int)t->pid, t->q->name);
+}
+
+/* Start ready tasks while the queue has free slots, oldest first. */
+static void
+task_pump(struct queue *q)
+{
+	struct task *t;
+
+	while (q->running < q->parallel && (t = TAILQ_FIRST(&q->ready)) != NULL) {
+		TAILQ_REMOVE(&q->ready, t, q_link);
+		q->queued--;
+		n_pending--;
+		t->state = WAITER__V1__TASK_STATE__TASK_STATE_UNSPECIFIED;   /* starting */
+		task_start(t);
+	}
+}
+
+static void
+task_enqueue(struct task *t)
+{
+	t->state = WAITER__V1__TASK_STATE__TASK_STATE_QUEUED;
+	TAILQ_INSERT_TAIL(&t->q->ready, t, q_link);
+	t->q->queued++;
+	n_pending++;
+	task_pump(t->q);
+}
+
+/* 1 all `after` tasks succeeded, -1 one of them did not, 0 not yet. */
+static int
+task_deps(struct task *t)
+{
+	int ready = 1;
+
+	for (size_t i = 0; i < t->n_after; i++) {
+		struct object *d = objects_find(t->after[i]);
+		struct task *dt = (struct task *)d;
+
+		if (d == NULL)          /* forgotten: it finished long ago */
+			return -1;
+		if (d->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			ready = 0;
+		else if (dt->state != WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED)
+			return -1;
+	}
+	return ready;
+}
+
+/* A task ended: move the waiting tasks it unblocked, fail those it doomed.
+ * Ending one may doom others; a nested call only asks for another pass. */
+static void
+task_settle_waiting(void)
+{
+	static bool settling, again;
+	struct task *t, *next;
+
+	if (settling) {
+		again = true;
+		return;
+	}
+	settling = true;
+	do {
+		again = false;
+		for (t = TAILQ_FIRST(&waiting); t != NULL; t = next) {
+			int d = task_deps(t);
+
+			next = TAILQ_NEXT(t, q_link);
+			if (d > 0) {
+				TAILQ_REMOVE(&waiting, t, q_link);
+				n_pending--;
+				task_enqueue(t);
+			} else if (d < 0) {
+				task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_DEPENDENCY_FAILED);
+			}
+		}
+	} while (again);
+	settling = false;
+}
+
+static bool
+task_cancel(struct object *o, Waiter__V1__CancelReason reason)
+{
+	struct task *t = (struct task *)o;
+
+	(void)reason;
+	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_RUNNING) {
+		task_terminate(t, WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED);
+		return true;
+	}
+	task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED);
+	return true;
+}
+
+static const struct object_ops task_ops = {
+	.kind = WAITER__V1__OBJECT_KIND__OBJECT_KIND_TASK,
+	.name = "task",
+	.stop = task_stop,
+	.cancel = task_cancel,
+	.describe = task_describe,
+	.free = task_free,
+};
+
+/* ------------------------------------------------------------ requests */
+
+static char **
+strv_dup(char **v, size_t n)
+{
+	char **out = calloc(n + 1, sizeof *out);
+
+	if (out == NULL)
+		fatal("calloc");
+	for (size_t i = 0; i < n; i++)
+		if ((out[i] = strdup(v[i])) == NULL)
+			fatal("strdup");
+	return out;
+}
+
+/* Check a submission; NULL, or the reason it is refused. */
+static const char *
+task_check(const Waiter__V1__TaskSubmit *ts)
+{
+	if (ts->n_argv == 0 && ts->shell[0] == '\0')
+		return "give a command: argv, or a shell string";
+	if (ts->n_argv > 0 && ts->argv[0][0] == '\0')
+		return "the command is an empty string";
+	if (ts->n_argv > TASK_MAX_ARGS || ts->n_env > TASK_MAX_ARGS)
+		return "too many arguments or environment entries (at most 4096)";
+	if (ts->stdin.len > TASK_STDIN_MAX)
+		return "stdin is larger than 16 MiB";
+	if (ts->n_after > TASK_MAX_AFTER)
+		return "at most 256 after dependencies";
+	if (ts->timeout_us > (uint64_t)WAITER_MAX_DURATION_US ||
+	    ts->kill_grace_us > (uint64_t)WAITER_MAX_DURATION_US)
+		return "timeout is longer than the longest duration allowed (10 years)";
+	if (ts->output_limit > TASK_OUTPUT_MAX)
+		return "output limit is larger than 256 MiB";
+	if (ts->queue[0] != '\0' && !queue_name_valid(ts->queue))
+		return "a queue name is 1 to 64 characters of letters, digits and ._:@/+-";
+	if (ts->cwd[0] != '\0' && ts->cwd[0] != '/')
+		return "cwd must be an absolute path";
+	if (ts->lifetime < 0 || ts->lifetime > WAITER__V1__LIFETIME__LIFETIME_DAEMON)
+		return "unknown lifetime";
+	return NULL;
+}
+
+/* The after ids must name existing tasks. */
+static enum op_result
+task_check_after(const Waiter__V1__TaskSubmit *ts, Reply *rep)
+{
+	for (size_t i = 0; i < ts->n_after; i++) {
+		struct object *d = objects_find(ts->after[i]);
+
+		if (d == NULL)
+			return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND,
+			    "after: no task with id %llu", (unsigned long long)ts->after[i]);
+		if (d->ops != &task_ops)
+			return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+			    "after: %llu is a %s, not a task", (unsigned long long)ts->after[i],
+			    d->ops->name);
+	}
+	return OP_DEFERRED;     /* meaning: fine */
+}
+
+static struct task *
+task_new(const Waiter__V1__TaskSubmit *ts, struct queue *q)
+{
+	struct task *t = calloc(1, sizeof *t);
+
+	if (t == NULL)
+		fatal("calloc");
+	t->q = q;
+	if (ts->n_argv > 0) {
+		t->argv = strv_dup(ts->argv, ts->n_argv);
+	} else {
+		char *sh[] = { "sh", "-c", ts->shell };
+
+		t->argv = strv_dup(sh, 3);
+	}
+	t->env = strv_dup(ts->env, ts->n_env);
+	t->cwd = ts->cwd[0] != '\0' ? strdup(ts->cwd) : NULL;
+	if (ts->stdin.len > 0) {
+		t->stdin_data = malloc(ts->stdin.len);
+		if (t->stdin_data == NULL)
+			fatal("malloc");
+		memcpy(t->stdin_data, ts->stdin.data, ts->stdin.len);
+		t->stdin_len = ts->stdin.len;
+	}
+	if (ts->n_after > 0) {
+		t->after = malloc(ts->n_after * sizeof *t->after);
+		if (t->after == NULL)
+			fatal("malloc");
+		memcpy(t->after, ts->after, ts->n_after * sizeof *t->after);
+		t->n_after = ts->n_after;
+	}
+	t->timeout_us = ts->timeout_us;
+	t->output_limit = ts->output_limit ? ts->output_limit : TASK_OUTPUT_DEFAULT;
+	t->kill_grace_us = ts->kill_grace_us ? ts->kill_grace_us : cfg.kill_grace_us;
+	t->stdin_fd = t->pidfd = t->out[0].fd = t->out[1].fd = -1;
+	evtimer_assign(&t->timer, ev_base, task_timer_cb, t);
+	return t;
+}
+
+enum op_result
+tasks_op_submit(struct conn *c, const Request *req, Reply *rep)
+{
+	const Waiter__V1__TaskSubmit *ts = req->task_submit;
+	const char *why;
+	struct object *existing;
+	struct queue *q;
+	struct task *t;
+	int d;
+
+	if (cfg.no_tasks)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED,
+		    "this waiterd runs no tasks (started with --no-tasks)");
+	if ((why = task_check(ts)) != NULL)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT, "%s", why);
+	if ((existing = objects_find_name(ts->name)) != NULL) {
+		if (existing->ops != &task_ops)
+			return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION,
+			    "the name %s belongs to %s %llu", ts->name, existing->ops->name,
+			    (unsigned long long)existing->id);
+		return objects_reply_created(existing, true, rep,
+		    WAITER__V1__REPLY__RESULT_TASK_SUBMIT);
+	}
+	if (task_check_after(ts, rep) != OP_DEFERRED ||
+	    objects_check_create(c, ts->name, rep) < 0)
+		return OP_REPLY;
+	if (n_pending >= cfg.max_queued_tasks)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "%llu tasks are already waiting to run, the limit (--max-queued-tasks)",
+		    (unsigned long long)n_pending);
+	q = queue_get(ts->queue[0] ? ts->queue : "default", true);
+	if (q == NULL)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "there are %d queues, the limit", QUEUES_MAX);
+	t = task_new(ts, q);
+	objects_register(&t->obj, &task_ops, c, ts->name,
+	    ts->lifetime == WAITER__V1__LIFETIME__LIFETIME_CONNECTION ?
+	    WAITER__V1__LIFETIME__LIFETIME_CONNECTION : WAITER__V1__LIFETIME__LIFETIME_DAEMON);
+	/* Reply before the task can end: the id reaches the client first. */
+	objects_reply_created(&t->obj, false, rep, WAITER__V1__REPLY__RESULT_TASK_SUBMIT);
+	conn_send_reply(c, rep);
+	d = task_deps(t);
+	if (d < 0) {
+		t->state = WAITER__V1__TASK_STATE__TASK_STATE_UNSPECIFIED;
+		task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_DEPENDENCY_FAILED);
+	} else if (d == 0) {
+		t->state = WAITER__V1__TASK_STATE__TASK_STATE_WAITING;
+		TAILQ_INSERT_TAIL(&waiting, t, q_link);
+		n_pending++;
+	} else {
+		task_enqueue(t);
+	}
+	return OP_DEFERRED;     /* answered above */
+}
+
+static struct task *
+task_find(uint64_t id, Reply *rep)
+{
+	struct object *o = objects_find(id);
+
+	if (o == NULL || o->ops != &task_ops) {
+		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND,
+		    "no task with id %llu", (unsigned long long)id);
+		return NULL;
+	}
+	return (struct task *)o;
+}
+
+enum op_result
+tasks_op_kill(struct conn *c, const Request *req, Reply *rep)
+{
+	static Waiter__V1__Empty empty = WAITER__V1__EMPTY__INIT;
+	const Waiter__V1__TaskKill *k = req->task_kill;
+	struct task *t = task_find(k->id, rep);
+	int sig = k->signal ? k->signal : SIGTERM;
+
+	(void)c;
+	if (t == NULL)
+		return OP_REPLY;
+	if (sig < 1 || sig >= NSIG)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+		    "no signal %d", sig);
+	if (t->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION,
+		    "task %llu has already ended", (unsigned long long)t->obj.id);
+	if (t->state != WAITER__V1__TASK_STATE__TASK_STATE_RUNNING) {
+		task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED);
+	} else if (sig == SIGTERM) {
+		task_terminate(t, WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED);
+	} else {
+		if (sig == SIGKILL && t->kill_state == 0)
+			t->kill_state = WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED;
+		task_signal(t, sig);
+	}
+	rep->result_case = WAITER__V1__REPLY__RESULT_TASK_KILL;
+	rep->task_kill = &empty;
+	return OP_REPLY;
+}
+
+static void
+stream_copy(struct stream *s, ProtobufCBinaryData *out)
+{
+	size_t n = s->tail ? evbuffer_get_length(s->tail) : 0;
+
+	out->len = n;
+	out->data = n ? arena_alloc(n) : NULL;
+	if (n)
+		evbuffer_copyout(s->tail, out->data, n);
+}
+
+enum op_result
+tasks_op_logs(struct conn *c, const Request *req, Reply *rep)
+{
+	struct task *t = task_find(req->task_logs->id, rep);
+	Waiter__V1__TaskLogsReply *r;
+
+	(void)c;
+	if (t == NULL)
+		return OP_REPLY;
+	r = arena_alloc(sizeof *r);
+	waiter__v1__task_logs_reply__init(r);
+	stream_copy(&t->out[0], &r->stdout);
+	stream_copy(&t->out[1], &r->stderr);
+	r->stdout_dropped = t->out[0].dropped;
+	r->stderr_dropped = t->out[1].dropped;
+	rep->result_case = WAITER__V1__REPLY__RESULT_TASK_LOGS;
+	rep->task_logs = r;
+	return OP_REPLY;
+}
+
+static Waiter__V1__QueueInfo *
+queue_info(struct queue *q)
+{
+	Waiter__V1__QueueInfo *qi = arena_alloc(sizeof *qi);
+
+	waiter__v1__queue_info__init(qi);
+	qi->name = q->name;
+	qi->parallel = q->parallel;
+	qi->running = q->running;
+	qi->queued = q->queued;
+	return qi;
+}
+
+enum op_result
+tasks_op_queue_set(struct conn *c, const Request *req, Reply *rep)
+{
+	const Waiter__V1__QueueSet *qs = req->queue_set;
+	struct queue *q;
+
+	(void)c;
+	if (!queue_name_valid(qs->queue))
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+		    "a queue name is 1 to 64 characters of letters, digits and ._:@/+-");
+	if (qs->parallel < 1 || qs->parallel > 100000)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+		    "parallel must be from 1 to 100000");
+	if ((q = queue_get(qs->queue, true)) == NULL)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "there are %d queues, the limit", QUEUES_MAX);
+	q->parallel = qs->parallel;
+	task_pump(q);
+	rep->result_case = WAITER__V1__REPLY__RESULT_QUEUE_SET;
+	rep->queue_set = queue_info(q);
+	return OP_REPLY;
+}
+
+enum op_result
+tasks_op_queue_list(struct conn *c, const Request *req, Reply *rep)
+{
+	Waiter__V1__QueueListReply *r = arena_alloc(sizeof *r);
+	struct queue *q;
+	size_t i = 0;
+
+	(void)c, (void)req;
+	waiter__v1__queue_list_reply__init(r);
+	r->queues = arena_alloc((n_queues + 1) * sizeof *r->queues);
+	LIST_FOREACH(q, &queues, link)
+		r->queues[i++] = queue_info(q);
+	r->n_queues = i;
+	rep->result_case = WAITER__V1__REPLY__RESULT_QUEUE_LIST;
+	rep->queue_list = r;
+	return OP_REPLY;
+}
+
+void
+tasks_init(void)
+{
+	queue_get("default", true);
+}
+
+void
+tasks_free(void)
+{
+	struct queue *q;
+
+	while ((q = LIST_FIRST(&queues)) != NULL) {
+		LIST_REMOVE(q, link);
+		free(q->name);
+		free(q);
+	}
+}
