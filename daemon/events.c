@@ -28,6 +28,10 @@ struct ring_entry {
 static struct ring_entry *ring;
 static size_t ring_cap;
 static uint64_t last_seq;
+/* The ring is bounded by bytes too (--retain-bytes): task output chunks are
+ * up to 64 KiB each. Entries below floor_seq were dropped for bytes. */
+static uint64_t floor_seq = 1;
+static size_t ring_bytes;
 static LIST_HEAD(, conn) subscribers = LIST_HEAD_INITIALIZER(subscribers);
 
 void
@@ -57,9 +61,27 @@ events_last_seq(void)
 static uint64_t
 events_oldest(void)
 {
+	uint64_t by_count;
+
 	if (last_seq == 0)
 		return 0;
-	return last_seq >= ring_cap ? last_seq - ring_cap + 1 : 1;
+	by_count = last_seq >= ring_cap ? last_seq - ring_cap + 1 : 1;
+	return by_count > floor_seq ? by_count : floor_seq;
+}
+
+static void
+ring_drop(struct ring_entry *e)
+{
+	ring_bytes -= e->len;
+	free(e->frame);
+	e->frame = NULL;
+	e->len = 0;
+}
+
+uint64_t
+events_retained_bytes(void)
+{
+	return ring_bytes;
 }
 
 uint64_t
@@ -137,13 +159,19 @@ events_store(Event *ev, uint64_t owner)
 	ev->seq = ++last_seq;
 	ev->time_us = clock_wall_us();
 	e = &ring[ev->seq % ring_cap];
-	free(e->frame);
+	ring_drop(e);
 	e->seq = ev->seq;
 	e->object_id = ev->object_id;
 	e->owner = owner;
 	e->kind = (uint32_t)ev->kind;
 	e->frame = events_pack(ev, &e->len);
+	ring_bytes += e->len;
 	stats.events_published++;
+	/* Over the byte budget: forget the oldest, never the newest. */
+	if (floor_seq < events_oldest())
+		floor_seq = events_oldest();
+	while (ring_bytes > cfg.retain_bytes && floor_seq < ev->seq)
+		ring_drop(&ring[floor_seq++ % ring_cap]);
 	return e;
 }
 

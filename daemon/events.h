@@ -24,6 +24,7 @@ void events_init(void);
 void events_free(void);
 uint64_t events_last_seq(void);
 uint64_t events_retained(void);
+uint64_t events_retained_bytes(void);
 
 /* Assign seq and time to ev, retain and deliver it. owner may be NULL. */
 uint64_t events_publish(Event *ev, struct conn *owner);

@@ -35,6 +35,8 @@ struct config cfg = {
 	.max_output = 4 * 1024 * 1024,
 	/* Enough for a reconnecting client to catch up on a busy minute. */
 	.retain_events = 10000,
+	/* Task output makes events large: bound the ring's memory too. */
+	.retain_bytes = 16 * 1024 * 1024,
 	.keep_finished = 10000,
 	.max_objects_per_client = 100000,
 	.max_objects = 2000000,
@@ -67,6 +69,7 @@ static const char usage_text[] =
 "      --max-output BYTES   per-connection output limit; a subscriber past it\n"
 "                           loses events and gets EVENTS_LOST (default 4194304)\n"
 "      --retain-events N    events kept for replay with --since (default 10000)\n"
+"      --retain-bytes BYTES and at most this many bytes of them (16777216)\n"
 "      --keep-finished N    finished objects kept for wait/list (default 10000)\n"
 "      --max-objects N      active objects in the daemon (default 2000000)\n"
 "      --max-objects-per-client N\n"
@@ -140,7 +143,7 @@ enum {
 	OPT_LOG_FILE = 256, OPT_MAX_FRAME, OPT_MAX_CLIENTS, OPT_MAX_OUTPUT,
 	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
 	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_NO_TASKS, OPT_MAX_QUEUED,
-	OPT_KILL_GRACE
+	OPT_KILL_GRACE, OPT_RETAIN_BYTES
 };
 
 static void
@@ -155,6 +158,7 @@ parse_args(int argc, char **argv)
 		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
 		{ "max-output", required_argument, NULL, OPT_MAX_OUTPUT },
 		{ "retain-events", required_argument, NULL, OPT_RETAIN },
+		{ "retain-bytes", required_argument, NULL, OPT_RETAIN_BYTES },
 		{ "keep-finished", required_argument, NULL, OPT_KEEP },
 		{ "max-objects", required_argument, NULL, OPT_MAX_OBJECTS },
 		{ "max-objects-per-client", required_argument, NULL, OPT_MAX_OBJECTS_CLIENT },
@@ -192,6 +196,10 @@ parse_args(int argc, char **argv)
 			break;
 		case OPT_RETAIN:
 			cfg.retain_events = parse_count(optarg, "--retain-events", 1, 100000000);
+			break;
+		case OPT_RETAIN_BYTES:
+			cfg.retain_bytes = parse_count(optarg, "--retain-bytes", 65536,
+			    UINT64_C(1) << 36);
 			break;
 		case OPT_KEEP:
 			cfg.keep_finished = parse_count(optarg, "--keep-finished", 0, 100000000);

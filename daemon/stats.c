@@ -137,6 +137,9 @@ stats_op_stats(struct conn *c, const Request *req, Reply *rep)
 	s->last_seq = events_last_seq();
 	s->retained_events = events_retained();
 	s->retain_limit = cfg.retain_events;
+	s->retained_bytes = events_retained_bytes();
+	s->retain_bytes_limit = cfg.retain_bytes;
+	s->tasks = stats.active[WAITER__V1__OBJECT_KIND__OBJECT_KIND_TASK];
 	stats_lag(&s->loop_lag_p50_us, &s->loop_lag_p99_us, &s->loop_lag_max_us);
 	s->slow_laps = stats.slow_laps;
 	s->subscribers = stats.subscribers;

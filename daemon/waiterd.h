@@ -37,6 +37,7 @@ struct config {
 	unsigned max_clients;      /* connections served at once */
 	size_t max_output;         /* per-connection output limit, bytes */
 	size_t retain_events;      /* retention ring size, events */
+	size_t retain_bytes;       /* and bytes */
 	size_t keep_finished;      /* finished objects kept for Wait/List */
 	unsigned max_objects_per_client;
 	uint64_t max_objects;      /* active objects daemon-wide */

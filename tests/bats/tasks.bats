@@ -1,0 +1,194 @@
+#!/usr/bin/env bats
+# Tasks: exit statuses, output, queues, dependencies, timeouts, kill.
+
+bats_require_minimum_version 1.5.0
+load helpers
+
+setup() { daemon_setup; }
+teardown() { daemon_teardown; }
+
+@test "run streams output and exits with the task's status" {
+	run "$WAITER" run -- sh -c 'echo out; exit 3'
+	assert_failure 3
+	assert_output out
+	run "$WAITER" run -- true
+	assert_success
+	assert_output ""
+}
+
+@test "a signal ends run with 128+N" {
+	run "$WAITER" run --shell 'kill -KILL $$'
+	assert_failure 137
+}
+
+@test "stdout and stderr stay separate and binary-safe" {
+	run bash -c '"$0" run -- sh -c "printf \"a\\000b\"; printf e >&2" 2>"$1/err" | od -An -c' \
+		"$WAITER" "$TESTDIR"
+	assert_success
+	assert_output --regexp 'a +\\0 +b'
+	[ "$(cat "$TESTDIR/err")" = e ]
+	id=$("$WAITER" submit -- sh -c 'printf "x\000y"; printf zz >&2')
+	"$WAITER" wait "$id"
+	[ "$("$WAITER" logs "$id" | od -An -c | tr -s ' ')" = " x \\0 y" ]
+	[ "$("$WAITER" logs "$id" --stderr)" = zz ]
+}
+
+@test "submit prints the id; wait from another process gets the status later" {
+	id=$("$WAITER" submit -- sh -c 'exit 7')
+	[[ "$id" =~ ^[0-9]+$ ]]
+	run "$WAITER" wait "$id"
+	assert_failure 7
+	run "$WAITER" wait "$id"
+	assert_failure 7
+	run "$WAITER" --json show "$id"
+	[ "$(echo "$output" | jq -r .task.state)" = failed ]
+	[ "$(echo "$output" | jq -r .task.exit_code)" = 7 ]
+}
+
+@test "the task runs in the caller's directory with its environment" {
+	cd "$TESTDIR"
+	run env WAITER_TEST_VAR=hello "$WAITER" run --env EXTRA=1 -- sh -c 'pwd; echo "$WAITER_TEST_VAR$EXTRA"'
+	assert_success
+	assert_line --index 0 "$TESTDIR"
+	assert_line --index 1 hello1
+	run env WAITER_TEST_VAR=hello "$WAITER" run --no-env --env A=b -- /usr/bin/env
+	assert_output "A=b"
+}
+
+@test "output over the limit keeps the tail" {
+	id=$("$WAITER" submit --output-limit 1000 -- sh -c 'seq 1 10000')
+	"$WAITER" wait "$id"
+	run "$WAITER" logs "$id"
+	assert_output --partial "were dropped"
+	[ "$("$WAITER" logs "$id" 2>/dev/null | tail -n1)" = 10000 ]
+	[ "$("$WAITER" logs "$id" 2>/dev/null | wc -c)" -eq 1000 ]
+	[ "$("$WAITER" --json show "$id" | jq -r .task.stdout_bytes)" = "$(seq 1 10000 | wc -c)" ]
+}
+
+@test "a missing program fails as 127 with a reason" {
+	run -127 "$WAITER" run -- /nonexistent/prog
+	assert_failure 127
+	assert_output --partial "cannot run /nonexistent/prog: No such file or directory"
+	run -126 "$WAITER" run -- "$TESTDIR"
+	assert_failure 126
+}
+
+@test "a timeout kills the whole process group" {
+	run "$WAITER" run --timeout 200ms --shell "sleep 1000 & echo \$! >$TESTDIR/child; wait"
+	assert_failure 143
+	child=$(cat "$TESTDIR/child")
+	wait_gone "$child" 10
+	id=$("$WAITER" --json tasks --state timed_out | jq -r .id)
+	[ -n "$id" ]
+}
+
+@test "FIFO at parallelism 1, and never more than N running" {
+	"$WAITER" queue set one --parallel 1
+	ids=""
+	for i in 1 2 3 4 5; do
+		ids="$ids $("$WAITER" submit --queue one --shell "echo $i >>$TESTDIR/order; ls $TESTDIR/running.* 2>/dev/null | wc -l >>$TESTDIR/overlap; touch $TESTDIR/running.$i; sleep 0.05; rm $TESTDIR/running.$i")"
+	done
+	"$WAITER" wait $ids
+	[ "$(tr '\n' ' ' <"$TESTDIR/order")" = "1 2 3 4 5 " ]
+	[ "$(sort -u "$TESTDIR/overlap")" = 0 ]
+	run "$WAITER" queues
+	assert_line --regexp '^one +1 +0 +0$'
+}
+
+@test "after chains run in order; a failure ends the rest as dependency_failed" {
+	a=$("$WAITER" submit -- sh -c "echo a >>$TESTDIR/chain")
+	b=$("$WAITER" submit --after "$a" -- sh -c "echo b >>$TESTDIR/chain")
+	c=$("$WAITER" submit --after "$b" -- sh -c "echo c >>$TESTDIR/chain")
+	run "$WAITER" wait "$c"
+	assert_success
+	[ "$(tr '\n' ' ' <"$TESTDIR/chain")" = "a b c " ]
+	f=$("$WAITER" submit -- false)
+	g=$("$WAITER" submit --after "$f" -- touch "$TESTDIR/never")
+	run "$WAITER" wait "$g"
+	assert_failure 1
+	assert_output --partial "did not run"
+	[ "$("$WAITER" --json show "$g" | jq -r .task.state)" = dependency_failed ]
+	[ ! -e "$TESTDIR/never" ]
+	run "$WAITER" submit --after 999999 -- true
+	assert_failure 1
+	assert_output --partial "no task with id 999999"
+}
+
+@test "names are idempotency keys for tasks" {
+	a=$("$WAITER" submit --name build-42 -- true)
+	b=$("$WAITER" submit --name build-42 -- false)
+	[ "$a" = "$b" ]
+	run "$WAITER" wait "$a"
+	assert_success
+}
+
+@test "kill and cancel: running and queued tasks end cancelled" {
+	"$WAITER" queue set k --parallel 1
+	r=$("$WAITER" submit --queue k -- sleep 1000)
+	q=$("$WAITER" submit --queue k -- touch "$TESTDIR/never")
+	until [ "$("$WAITER" --json show "$r" | jq -r .task.state)" = running ]; do sleep 0.02; done
+	pid=$("$WAITER" --json show "$r" | jq -r .task.pid)
+	run "$WAITER" cancel "$q"
+	assert_success
+	run "$WAITER" kill "$r"
+	assert_success
+	run "$WAITER" wait "$r"
+	assert_failure 143
+	wait_gone "$pid" 10
+	[ "$("$WAITER" --json show "$r" | jq -r .task.state)" = cancelled ]
+	[ "$("$WAITER" --json show "$q" | jq -r .task.state)" = cancelled ]
+	[ ! -e "$TESTDIR/never" ]
+}
+
+@test "--no-tasks refuses submissions" {
+	stop_daemon
+	start_daemon --no-tasks
+	run "$WAITER" submit -- true
+	assert_failure 1
+	assert_output --partial "runs no tasks"
+}
+
+@test "--max-queued-tasks is a limit" {
+	stop_daemon
+	start_daemon --max-queued-tasks 2
+	"$WAITER" queue set slow --parallel 1
+	"$WAITER" submit --queue slow -- sleep 1000 >/dev/null
+	"$WAITER" submit --queue slow -- true >/dev/null
+	"$WAITER" submit --queue slow -- true >/dev/null
+	run "$WAITER" submit --queue slow -- true
+	assert_failure 1
+	assert_output --partial "the limit (--max-queued-tasks)"
+}
+
+@test "daemon SIGTERM with running tasks leaves no process behind" {
+	id=$("$WAITER" submit --shell "sleep 1000 & echo \$! >$TESTDIR/child; sleep 1000")
+	until [ "$("$WAITER" --json show "$id" | jq -r .task.state)" = running ]; do sleep 0.02; done
+	pid=$("$WAITER" --json show "$id" | jq -r .task.pid)
+	wait_for_line "$TESTDIR/child" '^[0-9]+$'
+	stop_daemon
+	wait_gone "$pid" 10
+	wait_gone "$(cat "$TESTDIR/child")" 10
+}
+
+@test "while a task writes 200 MB, ping still answers" {
+	id=$("$WAITER" submit -- sh -c 'head -c 200000000 /dev/zero')
+	run "$WAITER" ping
+	assert_output pong
+	run "$WAITER" wait "$id"
+	assert_success
+	[ "$("$WAITER" --json show "$id" | jq -r .task.stdout_bytes)" = 200000000 ]
+	# The daemon kept a bounded tail and a bounded ring, not 200 MB.
+	[ "$("$WAITER" --json show "$id" | jq -r .task.stdout_dropped)" = $((200000000 - 1048576)) ]
+	[ "$(stat_value retained_bytes)" -le "$(stat_value retain_bytes_limit)" ]
+}
+
+@test "the retention ring is bounded in bytes; replay reports what it dropped" {
+	stop_daemon
+	start_daemon --retain-bytes 65536
+	run "$WAITER" run -- head -c 1000000 /dev/zero
+	assert_success
+	[ "$(stat_value retained_bytes)" -le 65536 ]
+	run "$WAITER" --json events --since 0
+	assert_line --index 0 --regexp 'events 1 to [0-9]+ were lost'
+	[ "$(echo "$output" | grep '^{' | tail -n1 | jq -r .kind)" = task_done ]
+}
