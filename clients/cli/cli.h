@@ -63,6 +63,8 @@ int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 noreturn void cli_usage(const struct cmd *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 uint64_t cli_parse_id(const struct cmd *c, const char *s);
+/* An id, or an object's name resolved by the daemon (connects). */
+uint64_t cli_object_id(const struct cmd *c, const char *s);
 uint64_t cli_parse_duration(const struct cmd *c, const char *opt, const char *s);
 uint64_t cli_parse_count(const struct cmd *c, const char *opt, const char *s);
 

@@ -112,8 +112,6 @@ cancel_main(const struct cmd *c, int argc, char **argv)
 		cli_usage(c, "unknown option");
 	if (optind >= argc)
 		cli_usage(c, "missing ID");
-	for (int i = optind; i < argc; i++)
-		cli_parse_id(c, argv[i]);
 	cli_connect();
 	for (int i = optind; i < argc; i++) {
 		Request req = WAITER__V1__REQUEST__INIT;
@@ -121,7 +119,7 @@ cancel_main(const struct cmd *c, int argc, char **argv)
 		ServerMessage *m;
 		int r;
 
-		cq.id = cli_parse_id(c, argv[i]);
+		cq.id = cli_object_id(c, argv[i]);
 		req.op_case = WAITER__V1__REQUEST__OP_CANCEL;
 		req.cancel = &cq;
 		if ((r = cli_call(&req, &m)) != EXIT_OK) {
@@ -134,7 +132,7 @@ cancel_main(const struct cmd *c, int argc, char **argv)
 }
 
 const struct cmd cmd_cancel = {
-	"cancel", "ID...", "cancel timers (any object) by id",
+	"cancel", "ID...", "cancel timers, tasks (any object) by id or name",
 	"Cancel each object. Its waiters are answered and a CANCELLED event is\n"
 	"published. Exit status 1 if any id was unknown or already finished\n"
 	"(the others are still cancelled).\n",
@@ -170,8 +168,6 @@ wait_main(const struct cmd *c, int argc, char **argv)
 	}
 	if (optind >= argc)
 		cli_usage(c, "missing ID");
-	for (int i = optind; i < argc; i++)
-		cli_parse_id(c, argv[i]);
 	cli_connect();
 	if (timeout != 0)
 		deadline = mono_us() + (int64_t)timeout;
@@ -184,7 +180,7 @@ wait_main(const struct cmd *c, int argc, char **argv)
 
 			left = l > 0 ? (uint64_t)l : 1;
 		}
-		r = cli_wait_one(cli_parse_id(c, argv[i]), left);
+		r = cli_wait_one(cli_object_id(c, argv[i]), left);
 		if (r == EXIT_TIMEOUT)
 			return r;
 		if (r != EXIT_OK && rc == EXIT_OK)
@@ -194,7 +190,7 @@ wait_main(const struct cmd *c, int argc, char **argv)
 }
 
 const struct cmd cmd_wait = {
-	"wait", "ID... [--timeout DURATION]", "wait until objects complete",
+	"wait", "ID... [--timeout DURATION]", "wait until objects (ids or names) complete",
 	"Wait until every ID has completed (or was cancelled). Exits 0 when all\n"
 	"completed, 1 if one was cancelled or is unknown, 124 when --timeout\n"
 	"passes first; for a task, its exit code or 128+N for signal N (the first\n"

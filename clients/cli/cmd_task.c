@@ -103,7 +103,7 @@ submit_parse(const struct cmd *c, int argc, char **argv, struct submit_opts *o)
 		case 'a':
 			if (o->ts.n_after == MAX_AFTER)
 				cli_usage(c, "at most %d --after options", MAX_AFTER);
-			o->after[o->ts.n_after++] = cli_parse_id(c, optarg);
+			o->after[o->ts.n_after++] = cli_object_id(c, optarg);
 			break;
 		case 't': o->ts.timeout_us = cli_parse_duration(c, "--timeout", optarg); break;
 		case 'C': o->ts.cwd = optarg; break;
@@ -388,7 +388,7 @@ get_object(const struct cmd *c, const char *arg, int *rc)
 	Waiter__V1__Get g = WAITER__V1__GET__INIT;
 	ServerMessage *m;
 
-	g.id = cli_parse_id(c, arg);
+	g.id = cli_object_id(c, arg);
 	cli_connect();
 	req.op_case = WAITER__V1__REQUEST__OP_GET;
 	req.get = &g;
@@ -439,7 +439,7 @@ logs_main(const struct cmd *c, int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		cli_usage(c, optind == argc ? "missing ID" : "one ID only");
-	tl.id = cli_parse_id(c, argv[optind]);
+	tl.id = cli_object_id(c, argv[optind]);
 	cli_connect();
 	req.op_case = WAITER__V1__REQUEST__OP_TASK_LOGS;
 	req.task_logs = &tl;
@@ -489,7 +489,7 @@ kill_main(const struct cmd *c, int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		cli_usage(c, optind == argc ? "missing ID" : "one ID only");
-	k.id = cli_parse_id(c, argv[optind]);
+	k.id = cli_object_id(c, argv[optind]);
 	cli_connect();
 	req.op_case = WAITER__V1__REQUEST__OP_TASK_KILL;
 	req.task_kill = &k;

@@ -193,8 +193,40 @@ autostart(const char *path)
 		;
 }
 
+static void cli_connect_new(void);
+
 void
 cli_connect(void)
+{
+	if (cli.w == NULL)
+		cli_connect_new();
+}
+
+/* An id, or the name of an object the daemon knows (looked up with Get). */
+uint64_t
+cli_object_id(const struct cmd *c, const char *s)
+{
+	Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Get g = WAITER__V1__GET__INIT;
+	ServerMessage *m;
+	uint64_t id;
+	int rc;
+
+	if (isdigit((unsigned char)s[0]))
+		return cli_parse_id(c, s);
+	cli_connect();
+	g.name = (char *)s;
+	req.op_case = WAITER__V1__REQUEST__OP_GET;
+	req.get = &g;
+	if ((rc = cli_call(&req, &m)) != EXIT_OK)
+		exit(rc == EXIT_USAGE ? EXIT_ERROR : rc);
+	id = m->reply->get->id;
+	waiter_message_free(m);
+	return id;
+}
+
+static void
+cli_connect_new(void)
 {
 	struct waiter_error err;
 	char def[108];

@@ -206,8 +206,10 @@ wait_connections() {
 	assert_failure 2
 	assert_output --partial 'not an object id'
 	run "$WAITER" wait abc
-	assert_failure 2
-	assert_output --partial 'not an object id'
+	assert_failure 1
+	assert_output --partial 'no object named abc'
+	run "$WAITER" wait 'a b'
+	assert_failure 1
 	# None of them created anything.
 	[ "$(stat_value objects)" -eq "$objects" ]
 	assert_still_serves

@@ -63,14 +63,14 @@ teardown() { daemon_teardown; }
 @test "--help lists every command" {
 	run "$WAITER" --help
 	assert_success
-	for c in ping stats version shutdown after every at timers cancel wait events; do
+	for c in ping stats version shutdown after every at timers submit run tasks show logs kill queue queues cancel wait events; do
 		assert_line --regexp "^  $c "
 	done
 	assert_output --partial "69 daemon unreachable"
 }
 
 @test "every command has --help" {
-	for c in ping stats version shutdown after every at timers cancel wait events; do
+	for c in ping stats version shutdown after every at timers submit run tasks show logs kill queue queues cancel wait events; do
 		run "$WAITER" "$c" --help
 		assert_success
 		assert_line --index 0 --regexp "^usage: waiter $c"

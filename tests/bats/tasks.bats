@@ -114,12 +114,20 @@ teardown() { daemon_teardown; }
 	assert_output --partial "no task with id 999999"
 }
 
-@test "names are idempotency keys for tasks" {
-	a=$("$WAITER" submit --name build-42 -- true)
+@test "names are idempotency keys for tasks, and stand for ids" {
+	a=$("$WAITER" submit --name build-42 -- sh -c 'echo built')
 	b=$("$WAITER" submit --name build-42 -- false)
 	[ "$a" = "$b" ]
-	run "$WAITER" wait "$a"
+	run "$WAITER" wait build-42
 	assert_success
+	run "$WAITER" logs build-42
+	assert_output built
+	c=$("$WAITER" submit --after build-42 -- true)
+	run "$WAITER" wait "$c"
+	assert_success
+	run "$WAITER" show no-such-name
+	assert_failure 1
+	assert_output --partial "no object named no-such-name"
 }
 
 @test "kill and cancel: running and queued tasks end cancelled" {
