@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "events.h"
 #include "frame.h"
 #include "log.h"
@@ -47,8 +48,9 @@ struct config cfg = {
 };
 struct event_base *ev_base;
 
-static struct event *shutdown_ev, *sigterm_ev, *sigint_ev;
+static struct event *shutdown_ev, *finish_ev, *tasks_grace_ev, *sigterm_ev, *sigint_ev;
 static bool shutting_down;
+bool daemon_stopping;
 static const char *shutdown_why;
 static char default_path[108];
 
@@ -314,20 +316,51 @@ daemon_shutdown(const char *why)
 	event_active(shutdown_ev, EV_TIMEOUT, 1);
 }
 
+/* Shutdown, second half: tell everyone, answer waits, flush, exit. */
 static void
-shutdown_cb(evutil_socket_t fd, short what, void *arg)
+finish_cb(evutil_socket_t fd, short what, void *arg)
 {
 	Event ev = WAITER__V1__EVENT__INIT;
+	static bool done;
 
 	(void)fd, (void)what, (void)arg;
-	log_info("shutdown reason=%s connections=%llu objects_cancelled=%llu",
-	    shutdown_why, (unsigned long long)stats.connections,
-	    (unsigned long long)stats.objects);
-	server_stop_listening();
+	if (done)
+		return;
+	done = true;
 	objects_shutdown();
 	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN;
 	events_broadcast(&ev);
 	server_drain_and_exit();
+	arena_reset();
+}
+
+static void
+tasks_idle(void)
+{
+	event_active(finish_ev, EV_TIMEOUT, 1);
+}
+
+/* Shutdown, first half: stop accepting and cancel everything. Running tasks
+ * get SIGTERM; while they exit (KILL after the grace) clients stay
+ * connected, so followers see each TASK_DONE. */
+static void
+shutdown_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = clock_tv((int64_t)cfg.kill_grace_us + 1000000);
+
+	(void)fd, (void)what, (void)arg;
+	log_info("shutdown reason=%s connections=%llu objects_cancelled=%llu "
+	    "tasks_running=%llu", shutdown_why, (unsigned long long)stats.connections,
+	    (unsigned long long)stats.objects, (unsigned long long)tasks_running());
+	daemon_stopping = true;
+	server_stop_listening();
+	objects_cancel_all();
+	if (tasks_running() == 0) {
+		finish_cb(-1, 0, NULL);
+		return;
+	}
+	tasks_on_idle(tasks_idle);
+	evtimer_add(tasks_grace_ev, &tv);       /* KILL came at the grace; bound it */
 	arena_reset();
 }
 
@@ -387,9 +420,12 @@ main(int argc, char **argv)
 		fatalx("cannot serve %s: %s", cfg.socket_path, cause);
 	}
 	shutdown_ev = event_new(ev_base, -1, 0, shutdown_cb, NULL);
+	finish_ev = event_new(ev_base, -1, 0, finish_cb, NULL);
+	tasks_grace_ev = evtimer_new(ev_base, finish_cb, NULL);
 	sigterm_ev = evsignal_new(ev_base, SIGTERM, signal_cb, NULL);
 	sigint_ev = evsignal_new(ev_base, SIGINT, signal_cb, NULL);
-	if (shutdown_ev == NULL || sigterm_ev == NULL || sigint_ev == NULL ||
+	if (shutdown_ev == NULL || finish_ev == NULL || tasks_grace_ev == NULL ||
+	    sigterm_ev == NULL || sigint_ev == NULL ||
 	    event_add(sigterm_ev, NULL) < 0 || event_add(sigint_ev, NULL) < 0)
 		fatalx("cannot set up signals");
 	if (ready_fd >= 0) {
@@ -409,6 +445,8 @@ main(int argc, char **argv)
 	events_free();
 	stats_free();
 	event_free(shutdown_ev);
+	event_free(finish_ev);
+	event_free(tasks_grace_ev);
 	event_free(sigterm_ev);
 	event_free(sigint_ev);
 	event_base_free(ev_base);

@@ -139,6 +139,11 @@ objects_check_create(struct conn *c, const char *name, Reply *rep)
 		    OBJECT_NAME_MAX);
 		return -1;
 	}
+	if (daemon_stopping) {
+		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+		    "the daemon is shutting down");
+		return -1;
+	}
 	if (c->objects >= cfg.max_objects_per_client) {
 		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
 		    "this connection has %u active objects, the limit "
@@ -375,13 +380,12 @@ wait_shutdown_cb(struct conn *c, void *arg)
 }
 
 /* The daemon is stopping: what did not complete is cancelled, so followers
- * learn why, and pending waits are answered. */
+ * learn why (tasks end once their processes have exited). */
 void
-objects_shutdown(void)
+objects_cancel_all(void)
 {
 	struct object *o, *next;
 
-	server_foreach_conn(wait_shutdown_cb, NULL);
 	/* Keep every finished object from here on: eviction inside the loop
 	 * could free `next`. Everything is freed at exit anyway. */
 	cfg.keep_finished = SIZE_MAX;
@@ -390,6 +394,13 @@ objects_shutdown(void)
 		if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
 			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_DAEMON_SHUTDOWN);
 	}
+}
+
+/* The last step before the daemon stops: whatever waits still pend. */
+void
+objects_shutdown(void)
+{
+	server_foreach_conn(wait_shutdown_cb, NULL);
 }
 
 static const char *

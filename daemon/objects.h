@@ -74,7 +74,8 @@ enum op_result objects_reply_created(struct object *o, bool existed, Reply *rep,
 /* server.c: a connection closed. Release its waits and objects, at most
  * *budget of them (decremented); true once nothing is left. */
 bool objects_conn_release(struct conn *c, size_t *budget);
-/* The daemon is stopping. */
+/* The daemon is stopping: cancel everything, then answer pending waits. */
+void objects_cancel_all(void);
 void objects_shutdown(void);
 
 op_fn objects_op_cancel;

@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -54,8 +55,10 @@ struct task {
 	size_t stdin_len, stdin_off;
 	int stdin_fd;
 	struct event stdin_ev;
-	uint64_t *after;
+	uint64_t *after;                /* as submitted (reported) */
 	size_t n_after;
+	uint64_t *unmet;                /* the after tasks that have not succeeded yet */
+	size_t n_unmet;
 	uint64_t timeout_us, output_limit, kill_grace_us;
 	pid_t pid;
 	int pidfd;
@@ -73,10 +76,12 @@ static LIST_HEAD(, queue) queues = LIST_HEAD_INITIALIZER(queues);
 static unsigned n_queues;
 static TAILQ_HEAD(, task) waiting = TAILQ_HEAD_INITIALIZER(waiting);
 static uint64_t n_pending;      /* waiting + queued, for --max-queued-tasks */
+static uint64_t n_running;
+static void (*idle_cb)(void);   /* shutdown: called when none runs any more */
 
 static void task_pump(struct queue *q);
 static void task_signal(struct task *t, int sig);
-static void task_settle_waiting(void);
+static void task_settle_waiting(uint64_t id, bool succeeded);
 
 /* ------------------------------------------------------------- queues */
 
@@ -205,6 +210,7 @@ task_free(struct object *o)
 	free(t->cwd);
 	free(t->stdin_data);
 	free(t->after);
+	free(t->unmet);
 	free(t->error);
 	free(t);
 }
@@ -219,7 +225,7 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 	Waiter__V1__ObjectState os;
 	struct queue *q = t->q;
 	bool was_running = t->state == WAITER__V1__TASK_STATE__TASK_STATE_RUNNING;
-	uint64_t seq;
+	uint64_t seq, id = t->obj.id;
 
 	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_QUEUED) {
 		TAILQ_REMOVE(&q->ready, t, q_link);
@@ -245,10 +251,13 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 	    WAITER__V1__OBJECT_STATE__OBJECT_STATE_FAILED;
 	objects_finish(&t->obj, os, seq);       /* t may be freed from here */
 	if (was_running) {
+		n_running--;
 		q->running--;
 		task_pump(q);
+		if (n_running == 0 && idle_cb != NULL)
+			idle_cb();
 	}
-	task_settle_waiting();
+	task_settle_waiting(id, state == WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED);
 }
 
 /* --------------------------------------------------------- processes */
@@ -376,6 +385,7 @@ task_exit_cb(evutil_socket_t fd, short what, void *arg)
 	struct task *t = arg;
 	siginfo_t si;
 	Waiter__V1__TaskState state;
+	int64_t begin = stats_lap_begin();
 
 	(void)what;
 	memset(&si, 0, sizeof si);
@@ -384,6 +394,10 @@ task_exit_cb(evutil_socket_t fd, short what, void *arg)
 	event_del(&t->pid_ev);
 	close(t->pidfd);
 	t->pidfd = -1;
+	/* Its group is being stopped: the grace timer goes with the task, so
+	 * whatever of the group is left gets KILL now. */
+	if (t->term_sent)
+		task_signal(t, SIGKILL);
 	if (si.si_code == CLD_EXITED)
 		t->exit_code = si.si_status;
 	else
@@ -392,8 +406,12 @@ task_exit_cb(evutil_socket_t fd, short what, void *arg)
 	 * size); children it left behind may keep them open, so read what is
 	 * there now and stop. */
 	for (int i = 0; i < 2; i++) {
-		while (t->out[i].fd >= 0 && stream_read(t, i) > 0)
-			;
+		int queued = 0;
+
+		if (t->out[i].fd >= 0 && ioctl(t->out[i].fd, FIONREAD, &queued) < 0)
+			queued = 0;
+		for (; queued > 0 && t->out[i].fd >= 0; queued -= TASK_READ_CHUNK)
+			stream_read(t, i);
 		stream_close(&t->out[i]);
 	}
 	if (t->kill_state != 0)
@@ -405,6 +423,7 @@ task_exit_cb(evutil_socket_t fd, short what, void *arg)
 	task_stop(&t->obj);
 	task_done(t, state);
 	arena_reset();
+	stats_lap_end(begin, "task_exit", 0);
 }
 
 /* argv[0] as execvp would find it, but on the task's PATH. */
@@ -444,9 +463,16 @@ task_spawn(struct task *t, const char **why)
 	int out[2][2] = { { -1, -1 }, { -1, -1 } }, in[2] = { -1, -1 }, rc, err;
 	char *exe = task_resolve(t, &err);
 
+	struct stat st;
+
 	if (exe == NULL) {
 		*why = strerror(err);
 		return err;
+	}
+	if (t->cwd != NULL && (stat(t->cwd, &st) < 0 || !S_ISDIR(st.st_mode))) {
+		free(exe);
+		*why = "its working directory does not exist";
+		return ENOENT;
 	}
 	if (pipe2(out[0], O_CLOEXEC) < 0 || pipe2(out[1], O_CLOEXEC) < 0 ||
 	    (t->stdin_len > 0 && pipe2(in, O_CLOEXEC) < 0)) {
@@ -529,8 +555,18 @@ task_start(struct task *t)
 		return;
 	}
 	t->pidfd = pidfd_open(t->pid, 0);
-	if (t->pidfd < 0)
-		fatal("pidfd_open");
+	if (t->pidfd < 0) {
+		log_warn("pidfd_open task=%llu errno=%d", (unsigned long long)t->obj.id, errno);
+		task_signal(t, SIGKILL);
+		waitpid(t->pid, NULL, 0);       /* just killed: returns at once */
+		for (int i = 0; i < 2; i++)
+			stream_close(&t->out[i]);
+		task_stop(&t->obj);
+		t->signal = SIGKILL;
+		t->error = strdup("the daemon could not watch the process (pidfd_open)");
+		task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_FAILED);
+		return;
+	}
 	event_assign(&t->pid_ev, ev_base, t->pidfd, EV_READ | EV_PERSIST, task_exit_cb, t);
 	event_add(&t->pid_ev, NULL);
 	if (t->timeout_us > 0) {
@@ -540,6 +576,7 @@ task_start(struct task *t)
 	}
 	t->state = WAITER__V1__TASK_STATE__TASK_STATE_RUNNING;
 	t->q->running++;
+	n_running++;
 	ts.pid = t->pid;
 	ev.object_id = t->obj.id;
 	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_STARTED;
@@ -575,55 +612,82 @@ task_enqueue(struct task *t)
 	task_pump(t->q);
 }
 
-/* 1 all `after` tasks succeeded, -1 one of them did not, 0 not yet. */
+/* At submission: 1 all `after` tasks succeeded, -1 one of them did not, 0
+ * not yet (t->unmet keeps the ones still running or waiting). */
 static int
 task_deps(struct task *t)
 {
-	int ready = 1;
-
+	t->unmet = calloc(t->n_after + 1, sizeof *t->unmet);
+	if (t->unmet == NULL)
+		fatal("calloc");
 	for (size_t i = 0; i < t->n_after; i++) {
-		struct object *d = objects_find(t->after[i]);
-		struct task *dt = (struct task *)d;
+		struct task *d = (struct task *)objects_find(t->after[i]);
 
-		if (d == NULL)          /* forgotten: it finished long ago */
-			return -1;
-		if (d->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
-			ready = 0;
-		else if (dt->state != WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED)
+		if (d->obj.state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			t->unmet[t->n_unmet++] = t->after[i];
+		else if (d->state != WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED)
 			return -1;
 	}
-	return ready;
+	return t->n_unmet == 0 ? 1 : 0;
 }
 
-/* A task ended: move the waiting tasks it unblocked, fail those it doomed.
- * Ending one may doom others; a nested call only asks for another pass. */
+/*
+ * Task id ended: waiting tasks that ran after it lose that dependency if it
+ * succeeded (and start once they have none left), or fail if it did not.
+ * Outcomes are recorded in the waiting tasks themselves, so a dependency
+ * forgotten later (--keep-finished) does not matter. Failing a task ends
+ * another one: nested ends go on a worklist, not the stack.
+ */
 static void
-task_settle_waiting(void)
+task_settle_waiting(uint64_t id, bool succeeded)
 {
-	static bool settling, again;
+	static struct { uint64_t id; bool ok; } *work;
+	static size_t n_work, cap_work;
+	static bool settling;
 	struct task *t, *next;
 
-	if (settling) {
-		again = true;
-		return;
+	if (n_work == cap_work) {
+		cap_work = cap_work ? cap_work * 2 : 64;
+		if ((work = realloc(work, cap_work * sizeof *work)) == NULL)
+			fatal("realloc");
 	}
+	work[n_work].id = id;
+	work[n_work++].ok = succeeded;
+	if (settling)
+		return;
 	settling = true;
-	do {
-		again = false;
+	while (n_work > 0) {
+		uint64_t done = work[--n_work].id;
+		bool ok = work[n_work].ok;
+
 		for (t = TAILQ_FIRST(&waiting); t != NULL; t = next) {
-			int d = task_deps(t);
+			size_t i;
 
 			next = TAILQ_NEXT(t, q_link);
-			if (d > 0) {
+			for (i = 0; i < t->n_unmet && t->unmet[i] != done; i++)
+				;
+			if (i == t->n_unmet)
+				continue;
+			if (!ok) {
+				task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_DEPENDENCY_FAILED);
+				next = TAILQ_FIRST(&waiting);   /* the list may have changed */
+				continue;
+			}
+			t->unmet[i] = t->unmet[--t->n_unmet];
+			if (t->n_unmet == 0) {
 				TAILQ_REMOVE(&waiting, t, q_link);
 				n_pending--;
 				task_enqueue(t);
-			} else if (d < 0) {
-				task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_DEPENDENCY_FAILED);
+				next = TAILQ_FIRST(&waiting);
 			}
 		}
-	} while (again);
+	}
 	settling = false;
+	if (n_work == 0 && cap_work > 1024) {
+		free(work);
+		work = NULL;
+		cap_work = 0;
+	}
 }
 
 static bool
@@ -839,7 +903,10 @@ tasks_op_kill(struct conn *c, const Request *req, Reply *rep)
 	} else if (sig == SIGTERM) {
 		task_terminate(t, WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED);
 	} else {
-		if (sig == SIGKILL && t->kill_state == 0)
+		/* If this signal ends it, it was killed on request: cancelled.
+		 * Job-control signals only pause or resume it. */
+		if (sig != SIGSTOP && sig != SIGCONT && sig != SIGTSTP && sig != SIGTTIN &&
+		    sig != SIGTTOU && t->kill_state == 0)
 			t->kill_state = WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED;
 		task_signal(t, sig);
 	}
@@ -937,6 +1004,18 @@ void
 tasks_init(void)
 {
 	queue_get("default", true);
+}
+
+uint64_t
+tasks_running(void)
+{
+	return n_running;
+}
+
+void
+tasks_on_idle(void (*cb)(void))
+{
+	idle_cb = cb;
 }
 
 void

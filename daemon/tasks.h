@@ -21,6 +21,9 @@
 #define QUEUES_MAX 1024                         /* queues are created on first use */
 
 void tasks_init(void);
+/* Tasks running now; during shutdown, cb runs when the last one ends. */
+uint64_t tasks_running(void);
+void tasks_on_idle(void (*cb)(void));
 /* The daemon is exiting: kill every process group still running, reap. */
 void tasks_free(void);
 

@@ -53,6 +53,7 @@ struct config {
 };
 
 extern struct config cfg;
+extern bool daemon_stopping;    /* shutdown began: nothing new is created */
 extern struct event_base *ev_base;
 
 /* Handler results: what the dispatcher does with the Reply. */

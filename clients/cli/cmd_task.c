@@ -59,12 +59,17 @@ cli_task_status(const Waiter__V1__ObjectInfo *o)
 	}
 	if (t->error[0] != '\0')
 		cli_fail(0, "task %llu: %s", (unsigned long long)o->id, t->error);
-	if (t->pid == 0 && t->exit_code == 0 && t->signal == 0)
-		return cli_fail(EXIT_ERROR, "task %llu was cancelled before it ran",
-		    (unsigned long long)o->id);
 	if (t->signal != 0)
 		return 128 + t->signal;
-	return t->exit_code;
+	if (t->exit_code != 0)
+		return t->exit_code;
+	/* Stopped, yet it exited 0 (it caught the TERM): still not a success. */
+	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_TIMED_OUT)
+		return cli_fail(EXIT_TIMEOUT, "task %llu timed out", (unsigned long long)o->id);
+	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED)
+		return cli_fail(EXIT_ERROR, "task %llu was cancelled%s", (unsigned long long)o->id,
+		    t->pid == 0 ? " before it ran" : "");
+	return EXIT_OK;
 }
 
 struct submit_opts {

@@ -200,3 +200,39 @@ teardown() { daemon_teardown; }
 	assert_line --index 0 --regexp 'events 1 to [0-9]+ were lost'
 	[ "$(echo "$output" | grep '^{' | tail -n1 | jq -r .kind)" = task_done ]
 }
+
+@test "a dependency forgotten by --keep-finished still counts as succeeded" {
+	stop_daemon
+	start_daemon --keep-finished 0
+	a=$("$WAITER" submit -- sleep 0.3)
+	b=$("$WAITER" submit --after "$a" -- sh -c "echo ran >$TESTDIR/ran")
+	run "$WAITER" wait "$b"
+	assert_success
+	[ "$(cat "$TESTDIR/ran")" = ran ]
+}
+
+@test "a timed-out task that exits 0 on TERM still fails, and its group is killed" {
+	run "$WAITER" run --timeout 200ms --shell "trap 'exit 0' TERM; sleep 1000 & echo \$! >$TESTDIR/child; wait"
+	assert_failure 124
+	assert_output --partial "timed out"
+	wait_gone "$(cat "$TESTDIR/child")" 10
+}
+
+@test "daemon shutdown lets running tasks end and tells their followers" {
+	stop_daemon
+	start_daemon --kill-grace 5s
+	id=$("$WAITER" submit --shell "trap 'echo bye; exit 0' TERM; sleep 1000 & wait")
+	until [ "$("$WAITER" --json show "$id" | jq -r .task.state)" = running ]; do sleep 0.02; done
+	"$WAITER" --json events --follow --id "$id" >"$TESTDIR/follow" &
+	follower=$!
+	until [ "$(stat_value subscribers)" = 1 ]; do sleep 0.02; done
+	kill -TERM "$DAEMON_PID"
+	rc=0
+	wait "$follower" || rc=$?
+	[ "$rc" -eq 0 ]
+	jq -r .kind "$TESTDIR/follow" | grep -qx task_done
+	[ "$(jq -r 'select(.kind == "task_done") | .task_done.task.state' "$TESTDIR/follow")" = cancelled ]
+	jq -r .kind "$TESTDIR/follow" | tail -n1 | grep -qx shutdown
+	wait_gone "$DAEMON_PID"
+	DAEMON_PID=
+}
