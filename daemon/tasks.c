@@ -941,6 +941,8 @@ tasks_op_logs(struct conn *c, const Request *req, Reply *rep)
 	stream_copy(&t->out[1], &r->stderr);
 	r->stdout_dropped = t->out[0].dropped;
 	r->stderr_dropped = t->out[1].dropped;
+	r->last_seq = events_last_seq();
+	r->done = t->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE;
 	rep->result_case = WAITER__V1__REPLY__RESULT_TASK_LOGS;
 	rep->task_logs = r;
 	return OP_REPLY;

@@ -424,23 +424,73 @@ const struct cmd cmd_show = {
 	show_main,
 };
 
+/* After a TaskLogs snapshot: print the chunks of one stream published
+ * since it, until the task is done. Nothing is printed twice or missed. */
+static int
+logs_follow(uint64_t id, uint64_t since, bool err_stream)
+{
+	Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Subscribe sub = WAITER__V1__SUBSCRIBE__INIT;
+	Waiter__V1__EventKind kinds[] = { WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_OUTPUT,
+	    WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE };
+	struct waiter_error err;
+	ServerMessage *m;
+	int rc;
+
+	sub.has_since = true;
+	sub.since_seq = since;
+	sub.n_ids = 1;
+	sub.ids = &id;
+	sub.n_kinds = 2;
+	sub.kinds = kinds;
+	req.op_case = WAITER__V1__REQUEST__OP_SUBSCRIBE;
+	req.subscribe = &sub;
+	if ((rc = cli_call(&req, &m)) != EXIT_OK)
+		return rc;
+	waiter_message_free(m);
+	for (;;) {
+		const Event *ev;
+
+		if (waiter_next_event(cli.w, -1, &m, &err) < 0)
+			return cli_fail(EXIT_ERROR, "%s", err.message);
+		ev = m->event;
+		if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST)
+			cli_fail(0, "some output was lost while following (read too slowly)");
+		if (ev->object_id == id && ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_OUTPUT &&
+		    (ev->task_output->stream == WAITER__V1__STREAM__STREAM_STDERR) == err_stream) {
+			fwrite(ev->task_output->data.data, 1, ev->task_output->data.len, stdout);
+			fflush(stdout);
+		}
+		rc = (ev->object_id == id && ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE) ||
+		    ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN;
+		waiter_message_free(m);
+		if (rc)
+			return EXIT_OK;
+	}
+}
+
 static int
 logs_main(const struct cmd *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "stderr", no_argument, NULL, 'e' },
+		{ "follow", no_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 }
 	};
 	Request req = WAITER__V1__REQUEST__INIT;
 	Waiter__V1__TaskLogs tl = WAITER__V1__TASK_LOGS__INIT;
 	ServerMessage *m;
-	bool err_stream = false;
+	bool err_stream = false, follow = false, done;
+	uint64_t since;
 	int ch, rc;
 
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch != 'e')
+	while ((ch = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+		if (ch == 'e')
+			err_stream = true;
+		else if (ch == 'f')
+			follow = true;
+		else
 			cli_usage(c, "unknown option");
-		err_stream = true;
 	}
 	if (optind != argc - 1)
 		cli_usage(c, optind == argc ? "missing ID" : "one ID only");
@@ -462,16 +512,23 @@ logs_main(const struct cmd *c, int argc, char **argv)
 			cli_fail(0, "the first %llu bytes were dropped (output limit); "
 			    "this is the tail", (unsigned long long)dropped);
 		fwrite(d->data, 1, d->len, stdout);
+		fflush(stdout);
 	}
+	since = m->reply->task_logs->last_seq;
+	done = m->reply->task_logs->done;
 	waiter_message_free(m);
+	if (follow && !done && !cli.json)
+		return logs_follow(tl.id, since, err_stream);
 	return EXIT_OK;
 }
 
 const struct cmd cmd_logs = {
-	"logs", "ID [--stderr]", "print a task's captured output",
+	"logs", "ID [--follow] [--stderr]", "print a task's captured output",
 	"Print the stdout (or with --stderr, the stderr) the daemon kept for task\n"
 	"ID, byte for byte. Past the output limit only the tail is kept; a note on\n"
-	"stderr says how much was dropped. `waiter run` streams output live.\n",
+	"stderr says how much was dropped. With --follow, go on printing what the\n"
+	"task writes until it ends (from any process, while `waiter run` streams\n"
+	"its own task).\n",
 	logs_main,
 };
 

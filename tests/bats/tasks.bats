@@ -236,3 +236,26 @@ teardown() { daemon_teardown; }
 	wait_gone "$DAEMON_PID"
 	DAEMON_PID=
 }
+
+@test "logs --follow prints what is kept, then the rest as it comes, once" {
+	id=$("$WAITER" submit --shell "echo one; while [ ! -e $TESTDIR/go ]; do sleep 0.02; done; echo two")
+	until [ "$("$WAITER" logs "$id")" = one ]; do sleep 0.02; done
+	"$WAITER" logs --follow "$id" >"$TESTDIR/out" &
+	pid=$!
+	touch "$TESTDIR/go"
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	[ "$(cat "$TESTDIR/out")" = "$(printf 'one\ntwo')" ]
+}
+
+@test "at most N tasks run at once at parallelism N" {
+	"$WAITER" queue set two --parallel 2
+	ids=""
+	for i in 1 2 3 4 5 6; do
+		ids="$ids $("$WAITER" submit --queue two --shell "touch $TESTDIR/r.$i; ls $TESTDIR | grep -c '^r\.' >>$TESTDIR/seen; sleep 0.1; rm $TESTDIR/r.$i")"
+	done
+	"$WAITER" wait $ids
+	[ "$(sort -n "$TESTDIR/seen" | tail -n1)" -le 2 ]
+	[ "$(wc -l <"$TESTDIR/seen")" -eq 6 ]
+}
