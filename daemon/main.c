@@ -39,6 +39,8 @@ struct config cfg = {
 	/* Task output makes events large: bound the ring's memory too. */
 	.retain_bytes = 16 * 1024 * 1024,
 	.keep_finished = 10000,
+	/* A day: long enough for tomorrow's script to collect tonight's run. */
+	.keep_finished_us = UINT64_C(86400) * 1000000,
 	.max_objects_per_client = 100000,
 	.max_objects = 2000000,
 	.slow_lap_us = 50000,
@@ -73,6 +75,8 @@ static const char usage_text[] =
 "      --retain-events N    events kept for replay with --since (default 10000)\n"
 "      --retain-bytes BYTES and at most this many bytes of them (16777216)\n"
 "      --keep-finished N    finished objects kept for wait/list (default 10000)\n"
+"      --keep-finished-for DURATION\n"
+"                           and for at most this long after they end (1d)\n"
 "      --max-objects N      active objects in the daemon (default 2000000)\n"
 "      --max-objects-per-client N\n"
 "                           active objects one connection may create (100000)\n"
@@ -145,7 +149,7 @@ enum {
 	OPT_LOG_FILE = 256, OPT_MAX_FRAME, OPT_MAX_CLIENTS, OPT_MAX_OUTPUT,
 	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
 	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_NO_TASKS, OPT_MAX_QUEUED,
-	OPT_KILL_GRACE, OPT_RETAIN_BYTES
+	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_KEEP_FOR
 };
 
 static void
@@ -162,6 +166,7 @@ parse_args(int argc, char **argv)
 		{ "retain-events", required_argument, NULL, OPT_RETAIN },
 		{ "retain-bytes", required_argument, NULL, OPT_RETAIN_BYTES },
 		{ "keep-finished", required_argument, NULL, OPT_KEEP },
+		{ "keep-finished-for", required_argument, NULL, OPT_KEEP_FOR },
 		{ "max-objects", required_argument, NULL, OPT_MAX_OBJECTS },
 		{ "max-objects-per-client", required_argument, NULL, OPT_MAX_OBJECTS_CLIENT },
 		{ "slow-lap", required_argument, NULL, OPT_SLOW_LAP },
@@ -198,6 +203,10 @@ parse_args(int argc, char **argv)
 			break;
 		case OPT_RETAIN:
 			cfg.retain_events = parse_count(optarg, "--retain-events", 1, 100000000);
+			break;
+		case OPT_KEEP_FOR:
+			if (waiter_parse_duration(optarg, &cfg.keep_finished_us, &err) < 0)
+				usage_error("--keep-finished-for: %s", err);
 			break;
 		case OPT_RETAIN_BYTES:
 			cfg.retain_bytes = parse_count(optarg, "--retain-bytes", 65536,

@@ -48,9 +48,10 @@ static void *by_name;   /* tsearch: only named objects pay for it */
 static TAILQ_HEAD(, object) finished = TAILQ_HEAD_INITIALIZER(finished);
 /* Waits of finished objects, answered ANSWERS_PER_EVENT a lap. */
 static struct waitq answering = TAILQ_HEAD_INITIALIZER(answering);
-static struct event *answer_ev;
+static struct event *answer_ev, *expire_ev;
 
 static void objects_answer_cb(evutil_socket_t, short, void *);
+static void objects_expire_cb(evutil_socket_t, short, void *);
 
 static int
 cmp_name(const void *a, const void *b)
@@ -62,7 +63,8 @@ void
 objects_init(void)
 {
 	answer_ev = event_new(ev_base, -1, 0, objects_answer_cb, NULL);
-	if (answer_ev == NULL)
+	expire_ev = evtimer_new(ev_base, objects_expire_cb, NULL);
+	if (answer_ev == NULL || expire_ev == NULL)
 		fatalx("event_new");
 }
 
@@ -106,7 +108,9 @@ objects_free_all(void)
 		waitreq_free(TAILQ_FIRST(&answering));
 	if (answer_ev != NULL)
 		event_free(answer_ev);
-	answer_ev = NULL;
+	if (expire_ev != NULL)
+		event_free(expire_ev);
+	answer_ev = expire_ev = NULL;
 	while ((o = RB_MIN(object_ids, &by_id)) != NULL) {
 		while (!TAILQ_EMPTY(&o->waits))
 			waitreq_free(TAILQ_FIRST(&o->waits));
@@ -253,19 +257,36 @@ wait_answer(struct conn *c, uint64_t req_id, struct object *o)
 		waiter__v1__server_message__free_unpacked(last, NULL);
 }
 
-/* Forget the oldest finished objects past --keep-finished; one whose waits
- * are still being answered stays until they are. */
+/* Forget the oldest finished objects past --keep-finished, and those that
+ * ended longer than --keep-finished-for ago; one whose waits are still
+ * being answered stays until they are. */
 static void
 objects_evict(void)
 {
+	int64_t now = clock_mono_us();
 	struct object *old;
 
-	while (stats.finished_objects > cfg.keep_finished &&
-	    (old = TAILQ_FIRST(&finished)) != NULL && !old->answering) {
+	while ((old = TAILQ_FIRST(&finished)) != NULL && !old->answering &&
+	    (stats.finished_objects > cfg.keep_finished ||
+	    now - old->finished_mono_us >= (int64_t)cfg.keep_finished_us)) {
 		TAILQ_REMOVE(&finished, old, owner_link);
 		stats.finished_objects--;
 		objects_destroy(old);
 	}
+	/* The list is in order of ending: wake when its head expires. */
+	if (old != NULL && !old->answering && !evtimer_pending(expire_ev, NULL)) {
+		struct timeval tv = clock_tv(old->finished_mono_us +
+		    (int64_t)cfg.keep_finished_us - now);
+
+		evtimer_add(expire_ev, &tv);
+	}
+}
+
+static void
+objects_expire_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	objects_evict();
 }
 
 /* Answer the queued waits, a bounded number per lap (DESIGN 4.1 rule 2). */
@@ -315,6 +336,7 @@ objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq)
 		o->answering = true;
 		event_active(answer_ev, EV_TIMEOUT, 1);
 	}
+	o->finished_mono_us = clock_mono_us();
 	TAILQ_INSERT_TAIL(&finished, o, owner_link);
 	stats.finished_objects++;
 	objects_evict();
@@ -389,6 +411,7 @@ objects_cancel_all(void)
 	/* Keep every finished object from here on: eviction inside the loop
 	 * could free `next`. Everything is freed at exit anyway. */
 	cfg.keep_finished = SIZE_MAX;
+	cfg.keep_finished_us = UINT64_MAX / 2;
 	for (o = RB_MIN(object_ids, &by_id); o != NULL; o = next) {
 		next = RB_NEXT(object_ids, &by_id, o);
 		if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)

@@ -47,6 +47,7 @@ struct object {
 	struct conn *owner;     /* creating connection while it is open */
 	uint64_t last_seq;      /* seq of the event that ended it */
 	int64_t created_us;
+	int64_t finished_mono_us;       /* when it ended (--keep-finished-for) */
 	TAILQ_ENTRY(object) owner_link;         /* owner->owned, or the finished list */
 	RB_ENTRY(object) id_link;               /* the id index, ascending */
 	TAILQ_HEAD(waitq, waitreq) waits;  /* pending Waits, oldest first */

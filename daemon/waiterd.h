@@ -39,6 +39,7 @@ struct config {
 	size_t retain_events;      /* retention ring size, events */
 	size_t retain_bytes;       /* and bytes */
 	size_t keep_finished;      /* finished objects kept for Wait/List */
+	uint64_t keep_finished_us; /* and for at most this long */
 	unsigned max_objects_per_client;
 	uint64_t max_objects;      /* active objects daemon-wide */
 	uint64_t slow_lap_us;      /* a callback longer than this is logged */

@@ -1,6 +1,7 @@
 /* cmd_task.c - submit, run, tasks, show, logs, kill, queue, queues. */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -15,6 +16,7 @@ extern char **environ;
 
 #define MAX_ENV_OPTS 256
 #define MAX_AFTER 256
+#define STDIN_MAX (16 * 1024 * 1024)    /* the daemon's bound */
 
 static const struct sig {
 	const char *name;
@@ -81,6 +83,29 @@ struct submit_opts {
 	char cwd[PATH_MAX];
 };
 
+/* --stdin FILE: its bytes become the task's stdin ('-': ours). */
+static void
+submit_stdin(const struct cmd *c, struct submit_opts *o, const char *path)
+{
+	FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	size_t cap = 65536, n = 0;
+	uint8_t *buf = malloc(cap);
+
+	if (fp == NULL || buf == NULL)
+		exit(cli_fail(EXIT_ERROR, "--stdin %s: %s", path, strerror(errno)));
+	for (size_t r; (r = fread(buf + n, 1, cap - n, fp)) > 0;) {
+		n += r;
+		if (n > STDIN_MAX)
+			cli_usage(c, "--stdin: more than 16 MiB");
+		if (n == cap && (buf = realloc(buf, cap *= 2)) == NULL)
+			exit(cli_fail(EXIT_ERROR, "out of memory"));
+	}
+	if (fp != stdin)
+		fclose(fp);
+	o->ts.stdin.data = buf;
+	o->ts.stdin.len = n;
+}
+
 static void
 submit_parse(const struct cmd *c, int argc, char **argv, struct submit_opts *o)
 {
@@ -95,6 +120,7 @@ submit_parse(const struct cmd *c, int argc, char **argv, struct submit_opts *o)
 		{ "wait", no_argument, NULL, 'w' },
 		{ "shell", required_argument, NULL, 'c' },
 		{ "output-limit", required_argument, NULL, 'o' },
+		{ "stdin", required_argument, NULL, 'i' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int ch;
@@ -123,6 +149,7 @@ submit_parse(const struct cmd *c, int argc, char **argv, struct submit_opts *o)
 		case 'w': o->wait = true; break;
 		case 'c': o->ts.shell = optarg; break;
 		case 'o': o->ts.output_limit = cli_parse_count(c, "--output-limit", optarg); break;
+		case 'i': submit_stdin(c, o, optarg); break;
 		default: cli_usage(c, "unknown option");
 		}
 	}
@@ -181,6 +208,7 @@ submit_send(struct submit_opts *o, uint64_t *id)
 	req.task_submit = &o->ts;
 	rc = cli_call(&req, &m);
 	free(o->ts.env);
+	free(o->ts.stdin.data);
 	if (rc != EXIT_OK)
 		return rc;
 	*id = m->reply->task_submit->object->id;
@@ -221,7 +249,9 @@ submit_main(const struct cmd *c, int argc, char **argv)
 	"  --no-env         send no environment but --env\n" \
 	"  --shell STRING   run STRING with sh -c instead of COMMAND\n" \
 	"  --output-limit B bytes of stdout and of stderr kept (default 1 MiB; the\n" \
-	"                   tail is kept)\n"
+	"                   tail is kept)\n" \
+	"  --stdin FILE     feed FILE (\"-\": this command's stdin; at most 16 MiB)\n" \
+	"                   to the task; by default its stdin is /dev/null\n"
 
 const struct cmd cmd_submit = {
 	"submit", "[options] [--wait] -- COMMAND [ARG...]", "hand a command to a queue",

@@ -259,3 +259,45 @@ teardown() { daemon_teardown; }
 	[ "$(sort -n "$TESTDIR/seen" | tail -n1)" -le 2 ]
 	[ "$(wc -l <"$TESTDIR/seen")" -eq 6 ]
 }
+
+@test "--stdin feeds the task; by default its stdin is empty" {
+	printf 'line1\nline2\n' >"$TESTDIR/in"
+	run "$WAITER" run --stdin "$TESTDIR/in" -- wc -l
+	assert_success
+	assert_output 2
+	run bash -c 'printf abc | "$0" run --stdin - -- cat' "$WAITER"
+	assert_output abc
+	run "$WAITER" run -- cat
+	assert_success
+	assert_output ""
+}
+
+@test "tasks per client: a connection past --max-objects-per-client is refused" {
+	stop_daemon
+	start_daemon --max-objects-per-client 2
+	run "$WRAW" "$WAITER_SOCKET" hello read tasks:3
+	assert_success
+	[ "$(echo "$output" | grep -c 'ok task_submit')" -eq 2 ]
+	assert_line --partial 'ERROR_CODE_RESOURCE_EXHAUSTED: this connection has 2 active objects'
+	# Its tasks had lifetime connection: they are killed when it goes.
+	for _ in $(seq 1 250); do
+		[ "$(stat_value tasks)" = 0 ] && break
+		sleep 0.02
+	done
+	[ "$(stat_value tasks)" = 0 ]
+}
+
+@test "--keep-finished-for forgets results after that long" {
+	stop_daemon
+	start_daemon --keep-finished-for 200ms
+	id=$("$WAITER" submit -- true)
+	"$WAITER" wait "$id"
+	for _ in $(seq 1 250); do
+		[ "$(stat_value finished_objects)" = 0 ] && break
+		sleep 0.02
+	done
+	[ "$(stat_value finished_objects)" = 0 ]
+	run "$WAITER" wait "$id"
+	assert_failure 1
+	assert_output --partial "no object with id $id"
+}

@@ -16,6 +16,8 @@
  *   subscribe-ids:N  send Subscribe filtering on N ids
  *   timers:N         create N one-hour timers on this connection, read and
  *                    print the N replies
+ *   tasks:N          submit N `sleep 1000` tasks on this connection
+ *                    (lifetime connection), read and print the N replies
  *   waits:ID:N       send N Waits for ID without a timeout; print the
  *                    replies that come back within a second
  *   wait:ID          send one Wait for ID (no timeout), read nothing
@@ -106,7 +108,7 @@ send_hello(int fd, uint32_t version)
 	send_request(fd, &req);
 }
 
-/* Print one message; 1 printed, 0 closed, -1 timeout. */
+/* Print one message; 1 a reply, 2 an event, 0 closed, -1 timeout. */
 static int
 read_one(int fd, int timeout_ms)
 {
@@ -143,9 +145,10 @@ read_one(int fd, int timeout_ms)
 				    protobuf_c_enum_descriptor_get_value(
 				    &waiter__v1__event_kind__descriptor, m->event->kind)->name);
 			}
+			r = m != NULL && m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_EVENT ? 2 : 1;
 			waiter__v1__server_message__free_unpacked(m, NULL);
 			fflush(stdout);
-			return 1;
+			return (int)r;
 		}
 		if (poll(&pfd, 1, timeout_ms) == 0)
 			return -1;
@@ -241,6 +244,29 @@ step(int *fd, const char *path, const char *s)
 		for (long i = 0; i < n; i++)
 			if (read_one(*fd, 5000) != 1)
 				break;
+	} else if (strncmp(s, "tasks:", 6) == 0) {
+		long n = strtol(arg, NULL, 10);
+		char *argv_[] = { "sleep", "1000" };
+
+		for (long i = 0; i < n; i++) {
+			Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+			Waiter__V1__TaskSubmit ts = WAITER__V1__TASK_SUBMIT__INIT;
+
+			ts.n_argv = 2;
+			ts.argv = argv_;
+			ts.lifetime = WAITER__V1__LIFETIME__LIFETIME_CONNECTION;
+			req.id = 200 + (uint64_t)i;
+			req.op_case = WAITER__V1__REQUEST__OP_TASK_SUBMIT;
+			req.task_submit = &ts;
+			send_request(*fd, &req);
+		}
+		for (long replies = 0; replies < n;) {
+			int r = read_one(*fd, 5000);
+
+			if (r <= 0)
+				break;
+			replies += r == 1;
+		}
 	} else if (strncmp(s, "waits:", 6) == 0) {
 		uint64_t id = strtoull(arg, NULL, 10);
 		long n = strtol(strchr(arg, ':') ? strchr(arg, ':') + 1 : "1", NULL, 10);
@@ -255,7 +281,7 @@ step(int *fd, const char *path, const char *s)
 			req.wait = &w;
 			send_request(*fd, &req);
 		}
-		while (read_one(*fd, 1000) == 1)
+		while (read_one(*fd, 1000) >= 1)
 			;
 	} else if (strncmp(s, "op:", 3) == 0) {
 		/* id=7 (field 1 varint), then field FIELD as an empty message */
@@ -319,7 +345,7 @@ step(int *fd, const char *path, const char *s)
 	} else if (strcmp(s, "readall") == 0) {
 		int r;
 
-		while ((r = read_one(*fd, 10000)) == 1)
+		while ((r = read_one(*fd, 10000)) >= 1)
 			;
 		printf(r == 0 ? "closed\n" : "timeout\n");
 	} else if (strcmp(s, "close") == 0) {
