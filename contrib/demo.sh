@@ -28,6 +28,14 @@ say waiter wait "$id" "   # returns when timer $id fires"
 waiter wait "$id" && echo "timer $id fired"
 say waiter --json events --since 0 --id "$id"
 waiter --json events --since 0 --id "$id"
+say waiter run -- sh -c "'echo hello from a task; exit 3'"
+waiter run -- sh -c 'echo hello from a task; exit 3' || echo "exit status $?"
+say 'a=$(waiter submit -- sleep 0.5); waiter submit --after "$a" -- date'
+a=$(waiter submit -- sleep 0.5)
+b=$(waiter submit --after "$a" -- date)
+waiter wait "$b" && waiter logs "$b"
+say waiter tasks
+waiter tasks
 say "waiter stats | grep -E 'loop_lag|events_'"
 waiter stats | grep -E 'loop_lag|events_'
 say waiter shutdown
