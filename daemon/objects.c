@@ -268,15 +268,16 @@ objects_evict(void)
 
 	while ((old = TAILQ_FIRST(&finished)) != NULL && !old->answering &&
 	    (stats.finished_objects > cfg.keep_finished ||
-	    now - old->finished_mono_us >= (int64_t)cfg.keep_finished_us)) {
+	    (uint64_t)(now - old->finished_mono_us) >= cfg.keep_finished_us)) {
 		TAILQ_REMOVE(&finished, old, owner_link);
 		stats.finished_objects--;
 		objects_destroy(old);
 	}
 	/* The list is in order of ending: wake when its head expires. */
 	if (old != NULL && !old->answering && !evtimer_pending(expire_ev, NULL)) {
-		struct timeval tv = clock_tv(old->finished_mono_us +
-		    (int64_t)cfg.keep_finished_us - now);
+		uint64_t left = cfg.keep_finished_us - (uint64_t)(now - old->finished_mono_us);
+		struct timeval tv = clock_tv(left > (uint64_t)WAITER_MAX_DURATION_US ?
+		    WAITER_MAX_DURATION_US : (int64_t)left);
 
 		evtimer_add(expire_ev, &tv);
 	}
@@ -411,7 +412,7 @@ objects_cancel_all(void)
 	/* Keep every finished object from here on: eviction inside the loop
 	 * could free `next`. Everything is freed at exit anyway. */
 	cfg.keep_finished = SIZE_MAX;
-	cfg.keep_finished_us = UINT64_MAX / 2;
+	cfg.keep_finished_us = UINT64_MAX;
 	for (o = RB_MIN(object_ids, &by_id); o != NULL; o = next) {
 		next = RB_NEXT(object_ids, &by_id, o);
 		if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
