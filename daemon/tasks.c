@@ -201,7 +201,7 @@ task_free(struct object *o)
 		/* Only at exit is a task freed while running: no process of
 		 * ours keeps running unattended, and none is left a zombie. */
 		task_signal(t, SIGKILL);
-		waitpid(t->pid, NULL, 0);
+		waitpid(t->pid, NULL, 0);       /* after the loop: blocking is fine */
 		event_del(&t->pid_ev);
 		close(t->pidfd);
 	}
@@ -558,7 +558,9 @@ task_start(struct task *t)
 	if (t->pidfd < 0) {
 		log_warn("pidfd_open task=%llu errno=%d", (unsigned long long)t->obj.id, errno);
 		task_signal(t, SIGKILL);
-		waitpid(t->pid, NULL, 0);       /* just killed: returns at once */
+		/* Never wait on the loop: reap it now if the kernel already has,
+		 * else it stays a zombie until the daemon exits. */
+		waitpid(t->pid, NULL, WNOHANG);
 		for (int i = 0; i < 2; i++)
 			stream_close(&t->out[i]);
 		task_stop(&t->obj);
