@@ -46,6 +46,7 @@ struct config cfg = {
 	.slow_lap_us = 50000,
 	/* Queued work costs memory, not processes: generous, but bounded. */
 	.max_queued_tasks = 100000,
+	.max_tasks_per_user = 100000,
 	.kill_grace_us = 5000000,
 };
 struct event_base *ev_base;
@@ -85,9 +86,15 @@ static const char usage_text[] =
 "      --allow-group GROUP  also serve members of this group\n"
 "      --no-tasks           refuse task submissions (permission denied)\n"
 "      --max-queued-tasks N tasks waiting to run, daemon-wide (default 100000)\n"
+"      --max-tasks-per-user N\n"
+"                           tasks not yet ended (waiting, queued or running)\n"
+"                           that one uid may have (default 100000)\n"
 "      --kill-grace DURATION\n"
 "                           a killed or timed-out task gets SIGTERM, then\n"
 "                           SIGKILL after this (default 5s)\n"
+"      --no-pidfd           notice task exits by SIGCHLD, not pidfd (what\n"
+"                           happens anyway where pidfd_open is missing:\n"
+"                           Linux before 5.3, valgrind)\n"
 "  -v, --verbose            log every connection and close\n"
 "  -V, --version            print the version and exit\n"
 "  -h, --help               print this help and exit\n"
@@ -149,7 +156,7 @@ enum {
 	OPT_LOG_FILE = 256, OPT_MAX_FRAME, OPT_MAX_CLIENTS, OPT_MAX_OUTPUT,
 	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
 	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_NO_TASKS, OPT_MAX_QUEUED,
-	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_KEEP_FOR
+	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_KEEP_FOR, OPT_NO_PIDFD, OPT_MAX_USER_TASKS
 };
 
 static void
@@ -173,6 +180,8 @@ parse_args(int argc, char **argv)
 		{ "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
 		{ "allow-group", required_argument, NULL, OPT_ALLOW_GROUP },
 		{ "no-tasks", no_argument, NULL, OPT_NO_TASKS },
+		{ "no-pidfd", no_argument, NULL, OPT_NO_PIDFD },
+		{ "max-tasks-per-user", required_argument, NULL, OPT_MAX_USER_TASKS },
 		{ "max-queued-tasks", required_argument, NULL, OPT_MAX_QUEUED },
 		{ "kill-grace", required_argument, NULL, OPT_KILL_GRACE },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -229,8 +238,13 @@ parse_args(int argc, char **argv)
 		case OPT_ALLOW_UID: add_allow_uid(optarg); break;
 		case OPT_ALLOW_GROUP: set_allow_group(optarg); break;
 		case OPT_NO_TASKS: cfg.no_tasks = true; break;
+		case OPT_NO_PIDFD: cfg.no_pidfd = true; break;
 		case OPT_MAX_QUEUED:
 			cfg.max_queued_tasks = parse_count(optarg, "--max-queued-tasks", 0,
+			    UINT32_MAX);
+			break;
+		case OPT_MAX_USER_TASKS:
+			cfg.max_tasks_per_user = parse_count(optarg, "--max-tasks-per-user", 0,
 			    UINT32_MAX);
 			break;
 		case OPT_KILL_GRACE:

@@ -307,6 +307,7 @@ conn_free(struct conn *c)
 
 	events_conn_closed(c);
 	objects_conn_release(c, &all);  /* already done, unless at exit */
+	tasks_conn_drained(c);          /* its paced tasks lost their owner */
 	LIST_REMOVE(c, link);
 	close(c->fd);
 	evbuffer_free(c->in);
@@ -562,6 +563,8 @@ conn_write_cb(evutil_socket_t fd, short what, void *arg)
 		conn_resume_reading(c);
 		if (c->bus.behind)
 			events_pump(c);
+		if (!c->bus.behind)
+			tasks_conn_drained(c);
 	}
 }
 

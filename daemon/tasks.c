@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <search.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/pidfd.h>
@@ -57,8 +58,9 @@ struct task {
 	struct event stdin_ev;
 	uint64_t *after;                /* as submitted (reported) */
 	size_t n_after;
-	uint64_t *unmet;                /* the after tasks that have not succeeded yet */
-	size_t n_unmet;
+	size_t n_unmet;                 /* after tasks that have not ended yet */
+	uint64_t *dependents;           /* ids of tasks that wait for this one */
+	size_t n_dependents, cap_dependents;
 	uint64_t timeout_us, output_limit, kill_grace_us;
 	pid_t pid;
 	int pidfd;
@@ -68,8 +70,14 @@ struct task {
 	int exit_code, signal;
 	int64_t started_us, ended_us;
 	struct stream out[2];           /* stdout, stderr */
+	uid_t uid;                      /* of the submitting connection */
 	char *error;
+	bool paced;                     /* the owner's reading paces its output */
+	bool paused;                    /* on `paused`: pipes not read for now */
+	bool unwatched;                 /* on `unwatched`: no pidfd, see sigchld_cb */
 	TAILQ_ENTRY(task) q_link;       /* q->ready, or `waiting` */
+	LIST_ENTRY(task) paused_link;
+	LIST_ENTRY(task) unwatched_link;
 };
 
 static LIST_HEAD(, queue) queues = LIST_HEAD_INITIALIZER(queues);
@@ -78,10 +86,61 @@ static TAILQ_HEAD(, task) waiting = TAILQ_HEAD_INITIALIZER(waiting);
 static uint64_t n_pending;      /* waiting + queued, for --max-queued-tasks */
 static uint64_t n_running;
 static void (*idle_cb)(void);   /* shutdown: called when none runs any more */
+/* Paced tasks whose owner is behind: their pipes are read again once it
+ * has caught up (tasks_conn_drained). */
+static LIST_HEAD(, task) paused = LIST_HEAD_INITIALIZER(paused);
+/* Running tasks without a pidfd (the kernel or valgrind lacks pidfd_open,
+ * or --no-pidfd): reaped by pid when SIGCHLD arrives. */
+static LIST_HEAD(, task) unwatched = LIST_HEAD_INITIALIZER(unwatched);
+static struct event *sigchld_ev;
+
+/* Active tasks per uid, for --max-tasks-per-user: scripts connect and go,
+ * so a connection is not what a host with several users wants to bound. */
+struct user_tasks {
+	uid_t uid;
+	uint64_t n;
+};
+static void *users;     /* tsearch tree of struct user_tasks */
+
+static int
+user_cmp(const void *a, const void *b)
+{
+	uid_t x = ((const struct user_tasks *)a)->uid, y = ((const struct user_tasks *)b)->uid;
+
+	return x < y ? -1 : x > y;
+}
+
+static struct user_tasks *
+user_find(uid_t uid)
+{
+	struct user_tasks key = { uid, 0 };
+	void *p = tfind(&key, &users, user_cmp);
+
+	return p ? *(struct user_tasks **)p : NULL;
+}
+
+static void
+user_count(uid_t uid, int delta)
+{
+	struct user_tasks *u = user_find(uid);
+
+	if (u == NULL) {
+		if ((u = calloc(1, sizeof *u)) == NULL)
+			fatal("calloc");
+		u->uid = uid;
+		if (tsearch(u, &users, user_cmp) == NULL)
+			fatal("tsearch");
+	}
+	u->n += (uint64_t)(int64_t)delta;
+	if (u->n == 0) {
+		tdelete(u, &users, user_cmp);
+		free(u);
+	}
+}
 
 static void task_pump(struct queue *q);
 static void task_signal(struct task *t, int sig);
-static void task_settle_waiting(uint64_t id, bool succeeded);
+static void task_settle(uint64_t *ids, size_t n, bool succeeded);
 
 /* ------------------------------------------------------------- queues */
 
@@ -197,20 +256,26 @@ task_free(struct object *o)
 		if (t->out[i].tail != NULL)
 			evbuffer_free(t->out[i].tail);
 	}
-	if (t->pidfd >= 0) {
+	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_RUNNING) {
 		/* Only at exit is a task freed while running: no process of
 		 * ours keeps running unattended, and none is left a zombie. */
 		task_signal(t, SIGKILL);
 		waitpid(t->pid, NULL, 0);       /* after the loop: blocking is fine */
-		event_del(&t->pid_ev);
-		close(t->pidfd);
+		if (t->pidfd >= 0) {
+			event_del(&t->pid_ev);
+			close(t->pidfd);
+		}
+		if (t->unwatched)
+			LIST_REMOVE(t, unwatched_link);
 	}
+	if (t->paused)
+		LIST_REMOVE(t, paused_link);
 	strv_free(t->argv);
 	strv_free(t->env);
 	free(t->cwd);
 	free(t->stdin_data);
 	free(t->after);
-	free(t->unmet);
+	free(t->dependents);
 	free(t->error);
 	free(t);
 }
@@ -225,7 +290,9 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 	Waiter__V1__ObjectState os;
 	struct queue *q = t->q;
 	bool was_running = t->state == WAITER__V1__TASK_STATE__TASK_STATE_RUNNING;
-	uint64_t seq, id = t->obj.id;
+	uint64_t seq, *dependents = t->dependents;
+	size_t n_dependents = t->n_dependents;
+	bool ok = state == WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED;
 
 	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_QUEUED) {
 		TAILQ_REMOVE(&q->ready, t, q_link);
@@ -235,8 +302,15 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 		TAILQ_REMOVE(&waiting, t, q_link);
 		n_pending--;
 	}
+	if (t->paused) {
+		LIST_REMOVE(t, paused_link);
+		t->paused = false;
+	}
 	t->state = state;
 	t->ended_us = clock_wall_us();
+	user_count(t->uid, -1);
+	t->dependents = NULL;   /* settled below, t or not */
+	t->n_dependents = 0;
 	task_fill_info(t, &ti);
 	td.task = &ti;
 	ev.object_id = t->obj.id;
@@ -244,8 +318,7 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 	ev.body_case = WAITER__V1__EVENT__BODY_TASK_DONE;
 	ev.task_done = &td;
 	seq = events_publish(&ev, t->obj.owner);
-	os = state == WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED ?
-	    WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED :
+	os = ok ? WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED :
 	    state == WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED ?
 	    WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED :
 	    WAITER__V1__OBJECT_STATE__OBJECT_STATE_FAILED;
@@ -257,7 +330,7 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 		if (n_running == 0 && idle_cb != NULL)
 			idle_cb();
 	}
-	task_settle_waiting(id, state == WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED);
+	task_settle(dependents, n_dependents, ok);
 }
 
 /* --------------------------------------------------------- processes */
@@ -351,6 +424,28 @@ stream_read(struct task *t, int which)
 	return (size_t)n == sizeof buf ? 1 : 0;
 }
 
+/* A paced task's owner cannot take more now: its output buffer is full,
+ * or it is still catching up on the ring. */
+static bool
+owner_congested(const struct task *t)
+{
+	const struct conn *c = t->obj.owner;
+
+	return t->paced && c != NULL && c->closing == CONN_OPEN &&
+	    (c->bus.behind || conn_output_len(c) >= cfg.max_output);
+}
+
+/* Stop reading t's pipes: the task blocks on write, as in a pipeline. */
+static void
+task_pause(struct task *t)
+{
+	for (int i = 0; i < 2; i++)
+		if (t->out[i].fd >= 0)
+			event_del(&t->out[i].ev);
+	t->paused = true;
+	LIST_INSERT_HEAD(&paused, t, paused_link);
+}
+
 static void
 stream_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -358,8 +453,30 @@ stream_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t begin = stats_lap_begin();
 
 	(void)what;
-	stream_read(t, fd == t->out[0].fd ? 0 : 1);
+	if (owner_congested(t))
+		task_pause(t);
+	else
+		stream_read(t, fd == t->out[0].fd ? 0 : 1);
 	stats_lap_end(begin, "task_output", 0);
+}
+
+void
+tasks_conn_drained(struct conn *c)
+{
+	struct task *t, *next;
+
+	for (t = LIST_FIRST(&paused); t != NULL; t = next) {
+		next = LIST_NEXT(t, paused_link);
+		if (t->obj.owner != c && t->obj.owner != NULL)
+			continue;
+		if (owner_congested(t))
+			continue;
+		LIST_REMOVE(t, paused_link);
+		t->paused = false;
+		for (int i = 0; i < 2; i++)
+			if (t->out[i].fd >= 0)
+				event_add(&t->out[i].ev, NULL);
+	}
 }
 
 static void
@@ -378,30 +495,19 @@ stdin_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* The process exited: collect its status and what is left in the pipes. */
+/* The process exited (reaped already): collect what is left in the pipes
+ * and end the task. */
 static void
-task_exit_cb(evutil_socket_t fd, short what, void *arg)
+task_exited(struct task *t, int exit_code, int sig)
 {
-	struct task *t = arg;
-	siginfo_t si;
 	Waiter__V1__TaskState state;
-	int64_t begin = stats_lap_begin();
 
-	(void)what;
-	memset(&si, 0, sizeof si);
-	if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
-		return;
-	event_del(&t->pid_ev);
-	close(t->pidfd);
-	t->pidfd = -1;
 	/* Its group is being stopped: the grace timer goes with the task, so
 	 * whatever of the group is left gets KILL now. */
 	if (t->term_sent)
 		task_signal(t, SIGKILL);
-	if (si.si_code == CLD_EXITED)
-		t->exit_code = si.si_status;
-	else
-		t->signal = si.si_status;
+	t->exit_code = exit_code;
+	t->signal = sig;
 	/* What it wrote before exiting is in the pipes (at most their buffer
 	 * size); children it left behind may keep them open, so read what is
 	 * there now and stop. */
@@ -423,6 +529,58 @@ task_exit_cb(evutil_socket_t fd, short what, void *arg)
 	task_stop(&t->obj);
 	task_done(t, state);
 	arena_reset();
+}
+
+static void
+task_exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct task *t = arg;
+	siginfo_t si;
+	int64_t begin = stats_lap_begin();
+
+	(void)what;
+	memset(&si, 0, sizeof si);
+	if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+		return;
+	event_del(&t->pid_ev);
+	close(t->pidfd);
+	t->pidfd = -1;
+	if (si.si_code == CLD_EXITED)
+		task_exited(t, si.si_status, 0);
+	else
+		task_exited(t, 0, si.si_status);
+	stats_lap_end(begin, "task_exit", 0);
+}
+
+/*
+ * Without pidfds: reap each unwatched task by its pid (never waitpid(-1),
+ * which would take the status of tasks a pidfd watches). Ending one task
+ * may start others, inserted at the head, so the list is walked again on
+ * the next lap whenever this pass reaped something.
+ */
+static void
+sigchld_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct task *t, *next;
+	int64_t begin = stats_lap_begin();
+	bool reaped = false;
+	int status;
+
+	(void)fd, (void)what, (void)arg;
+	for (t = LIST_FIRST(&unwatched); t != NULL; t = next) {
+		next = LIST_NEXT(t, unwatched_link);
+		if (waitpid(t->pid, &status, WNOHANG) != t->pid)
+			continue;
+		LIST_REMOVE(t, unwatched_link);
+		t->unwatched = false;
+		reaped = true;
+		if (WIFEXITED(status))
+			task_exited(t, WEXITSTATUS(status), 0);
+		else
+			task_exited(t, 0, WTERMSIG(status));
+	}
+	if (reaped)
+		event_active(sigchld_ev, EV_SIGNAL, 1);
 	stats_lap_end(begin, "task_exit", 0);
 }
 
@@ -554,23 +712,21 @@ task_start(struct task *t)
 		task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_FAILED);
 		return;
 	}
-	t->pidfd = pidfd_open(t->pid, 0);
-	if (t->pidfd < 0) {
-		log_warn("pidfd_open task=%llu errno=%d", (unsigned long long)t->obj.id, errno);
-		task_signal(t, SIGKILL);
-		/* Never wait on the loop: reap it now if the kernel already has,
-		 * else it stays a zombie until the daemon exits. */
-		waitpid(t->pid, NULL, WNOHANG);
-		for (int i = 0; i < 2; i++)
-			stream_close(&t->out[i]);
-		task_stop(&t->obj);
-		t->signal = SIGKILL;
-		t->error = strdup("the daemon could not watch the process (pidfd_open)");
-		task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_FAILED);
-		return;
+	t->pidfd = cfg.no_pidfd ? -1 : pidfd_open(t->pid, 0);
+	if (t->pidfd >= 0) {
+		event_assign(&t->pid_ev, ev_base, t->pidfd, EV_READ | EV_PERSIST,
+		    task_exit_cb, t);
+		event_add(&t->pid_ev, NULL);
+	} else {
+		/* ENOSYS (before Linux 5.3, or under valgrind), EMFILE...:
+		 * SIGCHLD tells instead. It may have exited already. */
+		if (!cfg.no_pidfd)
+			log_debug("pidfd_open task=%llu errno=%d: watching by SIGCHLD",
+			    (unsigned long long)t->obj.id, errno);
+		t->unwatched = true;
+		LIST_INSERT_HEAD(&unwatched, t, unwatched_link);
+		event_active(sigchld_ev, EV_SIGNAL, 1);
 	}
-	event_assign(&t->pid_ev, ev_base, t->pidfd, EV_READ | EV_PERSIST, task_exit_cb, t);
-	event_add(&t->pid_ev, NULL);
 	if (t->timeout_us > 0) {
 		struct timeval tv = clock_tv((int64_t)t->timeout_us);
 
@@ -615,77 +771,84 @@ task_enqueue(struct task *t)
 }
 
 /* At submission: 1 all `after` tasks succeeded, -1 one of them did not, 0
- * not yet (t->unmet keeps the ones still running or waiting). */
+ * not yet (each one still active has t among its dependents). */
 static int
 task_deps(struct task *t)
 {
-	t->unmet = calloc(t->n_after + 1, sizeof *t->unmet);
-	if (t->unmet == NULL)
-		fatal("calloc");
 	for (size_t i = 0; i < t->n_after; i++) {
 		struct task *d = (struct task *)objects_find(t->after[i]);
 
-		if (d->obj.state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
-			t->unmet[t->n_unmet++] = t->after[i];
-		else if (d->state != WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED)
+		if (d->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE &&
+		    d->state != WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED)
 			return -1;
+	}
+	for (size_t i = 0; i < t->n_after; i++) {
+		struct task *d = (struct task *)objects_find(t->after[i]);
+
+		if (d->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			continue;
+		if (d->n_dependents == d->cap_dependents) {
+			d->cap_dependents = d->cap_dependents ? d->cap_dependents * 2 : 4;
+			d->dependents = realloc(d->dependents,
+			    d->cap_dependents * sizeof *d->dependents);
+			if (d->dependents == NULL)
+				fatal("realloc");
+		}
+		d->dependents[d->n_dependents++] = t->obj.id;
+		t->n_unmet++;
 	}
 	return t->n_unmet == 0 ? 1 : 0;
 }
 
 /*
- * Task id ended: waiting tasks that ran after it lose that dependency if it
- * succeeded (and start once they have none left), or fail if it did not.
- * Outcomes are recorded in the waiting tasks themselves, so a dependency
- * forgotten later (--keep-finished) does not matter. Failing a task ends
- * another one: nested ends go on a worklist, not the stack.
+ * A task ended; ids are its dependents (taken over: freed here). Each one
+ * still waiting loses that dependency if it succeeded (and is queued once
+ * it has none left), or ends as dependency_failed if it did not. A
+ * dependent cancelled or forgotten meanwhile is skipped: ids are never
+ * reused. Failing a task ends another one, whose dependents go on a
+ * worklist, not the stack. The cost is the number of dependents.
  */
 static void
-task_settle_waiting(uint64_t id, bool succeeded)
+task_settle(uint64_t *ids, size_t n, bool succeeded)
 {
-	static struct { uint64_t id; bool ok; } *work;
+	static struct settle { uint64_t *ids; size_t n; bool ok; } *work;
 	static size_t n_work, cap_work;
 	static bool settling;
-	struct task *t, *next;
 
+	if (n == 0) {
+		free(ids);
+		return;
+	}
 	if (n_work == cap_work) {
-		cap_work = cap_work ? cap_work * 2 : 64;
+		cap_work = cap_work ? cap_work * 2 : 16;
 		if ((work = realloc(work, cap_work * sizeof *work)) == NULL)
 			fatal("realloc");
 	}
-	work[n_work].id = id;
-	work[n_work++].ok = succeeded;
+	work[n_work++] = (struct settle){ ids, n, succeeded };
 	if (settling)
 		return;
 	settling = true;
 	while (n_work > 0) {
-		uint64_t done = work[--n_work].id;
-		bool ok = work[n_work].ok;
+		struct settle w = work[--n_work];
 
-		for (t = TAILQ_FIRST(&waiting); t != NULL; t = next) {
-			size_t i;
+		for (size_t i = 0; i < w.n; i++) {
+			struct task *t = (struct task *)objects_find(w.ids[i]);
 
-			next = TAILQ_NEXT(t, q_link);
-			for (i = 0; i < t->n_unmet && t->unmet[i] != done; i++)
-				;
-			if (i == t->n_unmet)
+			if (t == NULL || t->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE ||
+			    t->state != WAITER__V1__TASK_STATE__TASK_STATE_WAITING)
 				continue;
-			if (!ok) {
+			if (!w.ok) {
 				task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_DEPENDENCY_FAILED);
-				next = TAILQ_FIRST(&waiting);   /* the list may have changed */
-				continue;
-			}
-			t->unmet[i] = t->unmet[--t->n_unmet];
-			if (t->n_unmet == 0) {
+			} else if (--t->n_unmet == 0) {
 				TAILQ_REMOVE(&waiting, t, q_link);
 				n_pending--;
 				task_enqueue(t);
-				next = TAILQ_FIRST(&waiting);
 			}
 		}
+		free(w.ids);
 	}
 	settling = false;
-	if (n_work == 0 && cap_work > 1024) {
+	if (cap_work > 1024) {
 		free(work);
 		work = NULL;
 		cap_work = 0;
@@ -808,6 +971,7 @@ task_new(const Waiter__V1__TaskSubmit *ts, struct queue *q)
 		t->n_after = ts->n_after;
 	}
 	t->timeout_us = ts->timeout_us;
+	t->paced = ts->paced;
 	t->output_limit = ts->output_limit ? ts->output_limit : TASK_OUTPUT_DEFAULT;
 	t->kill_grace_us = ts->kill_grace_us ? ts->kill_grace_us : cfg.kill_grace_us;
 	t->stdin_fd = t->pidfd = t->out[0].fd = t->out[1].fd = -1;
@@ -821,6 +985,7 @@ tasks_op_submit(struct conn *c, const Request *req, Reply *rep)
 	const Waiter__V1__TaskSubmit *ts = req->task_submit;
 	const char *why;
 	struct object *existing;
+	struct user_tasks *u;
 	struct queue *q;
 	struct task *t;
 	int d;
@@ -845,11 +1010,17 @@ tasks_op_submit(struct conn *c, const Request *req, Reply *rep)
 		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
 		    "%llu tasks are already waiting to run, the limit (--max-queued-tasks)",
 		    (unsigned long long)n_pending);
+	if ((u = user_find(c->uid)) != NULL && u->n >= cfg.max_tasks_per_user)
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "uid %u has %llu tasks not yet ended, the limit (--max-tasks-per-user)",
+		    (unsigned)c->uid, (unsigned long long)u->n);
 	q = queue_get(ts->queue[0] ? ts->queue : "default", true);
 	if (q == NULL)
 		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
 		    "there are %d queues, the limit", QUEUES_MAX);
 	t = task_new(ts, q);
+	t->uid = c->uid;
+	user_count(t->uid, 1);
 	objects_register(&t->obj, &task_ops, c, ts->name,
 	    ts->lifetime == WAITER__V1__LIFETIME__LIFETIME_CONNECTION ?
 	    WAITER__V1__LIFETIME__LIFETIME_CONNECTION : WAITER__V1__LIFETIME__LIFETIME_DAEMON);
@@ -1008,6 +1179,9 @@ void
 tasks_init(void)
 {
 	queue_get("default", true);
+	sigchld_ev = evsignal_new(ev_base, SIGCHLD, sigchld_cb, NULL);
+	if (sigchld_ev == NULL || evsignal_add(sigchld_ev, NULL) < 0)
+		fatal("evsignal SIGCHLD");
 }
 
 uint64_t
@@ -1027,6 +1201,11 @@ tasks_free(void)
 {
 	struct queue *q;
 
+	tdestroy(users, free);
+	users = NULL;
+	if (sigchld_ev != NULL)
+		event_free(sigchld_ev);
+	sigchld_ev = NULL;
 	while ((q = LIST_FIRST(&queues)) != NULL) {
 		LIST_REMOVE(q, link);
 		free(q->name);

@@ -26,6 +26,9 @@ uint64_t tasks_running(void);
 void tasks_on_idle(void (*cb)(void));
 /* The daemon is exiting: kill every process group still running, reap. */
 void tasks_free(void);
+/* c's output drained and it has caught up with the bus: read again the
+ * pipes of paced tasks it owns (or that lost their owner). */
+void tasks_conn_drained(struct conn *c);
 
 op_fn tasks_op_submit;
 op_fn tasks_op_kill;

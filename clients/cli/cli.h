@@ -53,6 +53,11 @@ int cli_task_status(const Waiter__V1__ObjectInfo *o);
  * (timeout_us 0 = forever), or print its events until it completes. */
 int cli_wait_one(uint64_t id, uint64_t timeout_us);
 int cli_follow(uint64_t id);
+/* Read events until object id ends (or the daemon shuts down), handing fn
+ * those about id and the markers (seq 0: events_lost, replay_done); the
+ * exit status its end gives (status false: 0, and nothing said). */
+int cli_read_events(uint64_t id, bool status, void (*fn)(const Event *ev, void *arg),
+    void *arg);
 
 /* Connect (starting a daemon when allowed) or exit 69. */
 void cli_connect(void);

@@ -52,9 +52,10 @@ cli_wait_one(uint64_t id, uint64_t timeout_us)
 	return rc;
 }
 
-/* Does ev end object id? Then its exit status in *rc. */
+/* Does ev end object id? Then its exit status in *rc (with status false,
+ * EXIT_OK whatever the end, and nothing said about it). */
 static bool
-event_ends(const Event *ev, uint64_t id, int *rc)
+event_ends(const Event *ev, uint64_t id, bool status, int *rc)
 {
 	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN) {
 		*rc = cli_fail(EXIT_ERROR, "the daemon shut down");
@@ -73,6 +74,9 @@ event_ends(const Event *ev, uint64_t id, int *rc)
 	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE) {
 		Waiter__V1__ObjectInfo info = WAITER__V1__OBJECT_INFO__INIT;
 
+		*rc = EXIT_OK;
+		if (!status)
+			return true;
 		info.id = id;
 		info.detail_case = WAITER__V1__OBJECT_INFO__DETAIL_TASK;
 		info.task = ev->task_done->task;
@@ -83,7 +87,7 @@ event_ends(const Event *ev, uint64_t id, int *rc)
 }
 
 int
-cli_follow(uint64_t id)
+cli_read_events(uint64_t id, bool status, void (*fn)(const Event *, void *), void *arg)
 {
 	struct waiter_error err;
 	ServerMessage *m;
@@ -93,13 +97,26 @@ cli_follow(uint64_t id)
 	while (!done) {
 		if (waiter_next_event(cli.w, -1, &m, &err) < 0)
 			return cli_fail(EXIT_ERROR, "%s", err.message);
-		if (m->event->object_id == id ||
-		    m->event->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST)
-			out_event(m->event);
-		done = event_ends(m->event, id, &rc);
+		if (m->event->object_id == id || m->event->seq == 0)
+			fn(m->event, arg);
+		done = event_ends(m->event, id, status, &rc);
 		waiter_message_free(m);
 	}
 	return rc;
+}
+
+static void
+follow_print(const Event *ev, void *arg)
+{
+	(void)arg;
+	if (ev->kind != WAITER__V1__EVENT_KIND__EVENT_KIND_REPLAY_DONE)
+		out_event(ev);
+}
+
+int
+cli_follow(uint64_t id)
+{
+	return cli_read_events(id, true, follow_print, NULL);
 }
 
 static int

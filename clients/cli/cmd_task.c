@@ -263,12 +263,30 @@ const struct cmd cmd_submit = {
 	submit_main,
 };
 
+/* run: the task's output here, or with --json every event about it. */
+static void
+run_event(const Event *ev, void *arg)
+{
+	(void)arg;
+	if (cli.json) {
+		out_json(&ev->base);
+		return;
+	}
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST)
+		cli_fail(0, "some of the task's output was lost (read too slowly)");
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_OUTPUT) {
+		FILE *fp = ev->task_output->stream == WAITER__V1__STREAM__STREAM_STDERR ?
+		    stderr : stdout;
+
+		fwrite(ev->task_output->data.data, 1, ev->task_output->data.len, fp);
+		fflush(fp);
+	}
+}
+
 static int
 run_main(const struct cmd *c, int argc, char **argv)
 {
 	struct submit_opts o;
-	struct waiter_error err;
-	ServerMessage *m;
 	uint64_t id;
 	int rc;
 
@@ -277,43 +295,11 @@ run_main(const struct cmd *c, int argc, char **argv)
 	if (o.wait)
 		cli_usage(c, "run always waits");
 	o.ts.lifetime = WAITER__V1__LIFETIME__LIFETIME_CONNECTION;
+	o.ts.paced = true;      /* a slow reader here slows the task: nothing lost */
 	cli.quiet_id = !cli.json;
 	if ((rc = submit_send(&o, &id)) != EXIT_OK)
 		return rc;
-	for (;;) {
-		const Event *ev;
-
-		if (waiter_next_event(cli.w, -1, &m, &err) < 0)
-			return cli_fail(EXIT_ERROR, "%s", err.message);
-		ev = m->event;
-		if (cli.json && (ev->object_id == id || ev->seq == 0))
-			out_json(&ev->base);
-		if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST)
-			cli_fail(0, "some of the task's output was lost (read too slowly)");
-		if (ev->object_id == id && ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_OUTPUT &&
-		    !cli.json) {
-			FILE *fp = ev->task_output->stream == WAITER__V1__STREAM__STREAM_STDERR ?
-			    stderr : stdout;
-
-			fwrite(ev->task_output->data.data, 1, ev->task_output->data.len, fp);
-			fflush(fp);
-		}
-		if (ev->object_id == id && ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE) {
-			Waiter__V1__ObjectInfo info = WAITER__V1__OBJECT_INFO__INIT;
-
-			info.id = id;
-			info.detail_case = WAITER__V1__OBJECT_INFO__DETAIL_TASK;
-			info.task = ev->task_done->task;
-			rc = cli_task_status(&info);
-			waiter_message_free(m);
-			return rc;
-		}
-		if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN) {
-			waiter_message_free(m);
-			return cli_fail(EXIT_ERROR, "the daemon shut down");
-		}
-		waiter_message_free(m);
-	}
+	return cli_read_events(id, true, run_event, NULL);
 }
 
 const struct cmd cmd_run = {
@@ -322,7 +308,9 @@ const struct cmd cmd_run = {
 	"stderr to stderr), and exit with its status: its exit code, or 128+N if\n"
 	"signal N ended it. With --queue, a host-wide semaphore for scripts:\n"
 	"`waiter queue set gpu --parallel 1; waiter run --queue gpu -- ./train.sh`.\n"
-	"Ctrl-C kills the task.\n\n"
+	"Ctrl-C kills the task. If this command's output is read slowly, the\n"
+	"task is slowed to match (it blocks on write, as in a pipeline): none of\n"
+	"its output is lost.\n\n"
 	SUBMIT_HELP,
 	run_main,
 };
@@ -454,6 +442,24 @@ const struct cmd cmd_show = {
 	show_main,
 };
 
+struct logs_follow {
+	bool err_stream;
+};
+
+static void
+logs_event(const Event *ev, void *arg)
+{
+	const struct logs_follow *lf = arg;
+
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST)
+		cli_fail(0, "some output was lost while following (read too slowly)");
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_OUTPUT &&
+	    (ev->task_output->stream == WAITER__V1__STREAM__STREAM_STDERR) == lf->err_stream) {
+		fwrite(ev->task_output->data.data, 1, ev->task_output->data.len, stdout);
+		fflush(stdout);
+	}
+}
+
 /* After a TaskLogs snapshot: print the chunks of one stream published
  * since it, until the task is done. Nothing is printed twice or missed. */
 static int
@@ -463,7 +469,7 @@ logs_follow(uint64_t id, uint64_t since, bool err_stream)
 	Waiter__V1__Subscribe sub = WAITER__V1__SUBSCRIBE__INIT;
 	Waiter__V1__EventKind kinds[] = { WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_OUTPUT,
 	    WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE };
-	struct waiter_error err;
+	struct logs_follow lf = { err_stream };
 	ServerMessage *m;
 	int rc;
 
@@ -478,25 +484,7 @@ logs_follow(uint64_t id, uint64_t since, bool err_stream)
 	if ((rc = cli_call(&req, &m)) != EXIT_OK)
 		return rc;
 	waiter_message_free(m);
-	for (;;) {
-		const Event *ev;
-
-		if (waiter_next_event(cli.w, -1, &m, &err) < 0)
-			return cli_fail(EXIT_ERROR, "%s", err.message);
-		ev = m->event;
-		if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST)
-			cli_fail(0, "some output was lost while following (read too slowly)");
-		if (ev->object_id == id && ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_OUTPUT &&
-		    (ev->task_output->stream == WAITER__V1__STREAM__STREAM_STDERR) == err_stream) {
-			fwrite(ev->task_output->data.data, 1, ev->task_output->data.len, stdout);
-			fflush(stdout);
-		}
-		rc = (ev->object_id == id && ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE) ||
-		    ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN;
-		waiter_message_free(m);
-		if (rc)
-			return EXIT_OK;
-	}
+	return cli_read_events(id, false, logs_event, &lf);
 }
 
 static int

@@ -301,3 +301,88 @@ teardown() { daemon_teardown; }
 	assert_failure 1
 	assert_output --partial "no object with id $id"
 }
+
+@test "run paces a fast task to a slow reader: nothing is lost" {
+	stop_daemon
+	start_daemon --max-output 65536 --retain-bytes 262144
+	# The reader starts late: without pacing the daemon would read on and
+	# the ring (256 KiB) would drop most of the 20 MB before it is read.
+	"$WAITER" run -- seq 1 3000000 2>"$TESTDIR/err" | { sleep 1; cksum; } >"$TESTDIR/sum"
+	[ "$(cat "$TESTDIR/sum")" = "$(seq 1 3000000 | cksum)" ]
+	[ ! -s "$TESTDIR/err" ]
+	[ "$(stat_value retained_bytes)" -le 262144 ]
+}
+
+@test "waiting dependents: cancelled ones are skipped, the rest run; failure goes down the chain" {
+	gate=$("$WAITER" submit --shell "until [ -e $TESTDIR/go ]; do sleep 0.02; done")
+	ids=()
+	for i in $(seq 1 60); do
+		ids+=("$("$WAITER" submit --after "$gate" -- touch "$TESTDIR/d.$i")")
+	done
+	"$WAITER" cancel "${ids[@]:0:10}"
+	[ "$("$WAITER" --json tasks --state waiting | jq -s length)" = 50 ]
+	touch "$TESTDIR/go"
+	"$WAITER" wait "${ids[@]:10}"
+	[ "$(ls "$TESTDIR"/d.* | wc -l)" = 50 ]
+	[ ! -e "$TESTDIR/d.1" ] && [ -e "$TESTDIR/d.60" ]
+	# A failure ends its dependents, theirs, and so on, without running any.
+	f=$("$WAITER" submit --shell "until [ -e $TESTDIR/fail ]; do sleep 0.02; done; exit 1")
+	x=$("$WAITER" submit --after "$f" -- touch "$TESTDIR/x")
+	y=$("$WAITER" submit --after "$x" --after "$gate" -- touch "$TESTDIR/y")
+	z=$("$WAITER" submit --after "$y" -- touch "$TESTDIR/z")
+	touch "$TESTDIR/fail"
+	run "$WAITER" wait "$z"
+	assert_failure 1
+	for t in "$x" "$y" "$z"; do
+		[ "$("$WAITER" --json show "$t" | jq -r .task.state)" = dependency_failed ]
+	done
+	[ ! -e "$TESTDIR/x" ] && [ ! -e "$TESTDIR/y" ] && [ ! -e "$TESTDIR/z" ]
+}
+
+@test "--no-pidfd: exits, signals, timeouts and many tasks are noticed by SIGCHLD" {
+	stop_daemon
+	start_daemon --no-pidfd
+	run "$WAITER" run -- sh -c 'echo out; exit 3'
+	assert_failure 3
+	assert_output out
+	run "$WAITER" run --shell 'kill -KILL $$'
+	assert_failure 137
+	run "$WAITER" run --timeout 200ms --shell "sleep 1000 & echo \$! >$TESTDIR/child; wait"
+	assert_failure 143
+	wait_gone "$(cat "$TESTDIR/child")" 10
+	"$WAITER" queue set four --parallel 4
+	ids=()
+	for i in $(seq 1 40); do
+		ids+=("$("$WAITER" submit --queue four -- sh -c "echo $i >$TESTDIR/n.$i")")
+	done
+	"$WAITER" wait "${ids[@]}"
+	[ "$(cat "$TESTDIR"/n.* | wc -l)" = 40 ]
+	id=$("$WAITER" submit --shell "sleep 1000 & echo \$! >$TESTDIR/child2; sleep 1000")
+	until [ "$("$WAITER" --json show "$id" | jq -r .task.state)" = running ]; do sleep 0.02; done
+	pid=$("$WAITER" --json show "$id" | jq -r .task.pid)
+	wait_for_line "$TESTDIR/child2" '^[0-9]+$'
+	stop_daemon
+	wait_gone "$pid" 10
+	wait_gone "$(cat "$TESTDIR/child2")" 10
+}
+
+@test "--max-tasks-per-user bounds one uid's unfinished tasks, not another's" {
+	stop_daemon
+	start_daemon --max-tasks-per-user 2 --allow-uid 65534
+	chmod 755 "$TESTDIR"
+	a=$("$WAITER" submit -- sleep 1000)
+	"$WAITER" submit --after "$a" -- true >/dev/null
+	run "$WAITER" submit -- true
+	assert_failure 1
+	assert_output --partial "uid 0 has 2 tasks not yet ended, the limit (--max-tasks-per-user)"
+	# Another user is counted apart.
+	run setpriv --reuid=65534 --regid=65534 --clear-groups "$WAITER" --no-autostart \
+		run --cwd / -- echo nobody
+	assert_success
+	assert_output nobody
+	# Ended tasks no longer count.
+	"$WAITER" kill "$a"
+	run "$WAITER" run -- echo again
+	assert_success
+	assert_output again
+}

@@ -34,10 +34,12 @@ teardown() { daemon_teardown; }
 }
 
 @test "timers fire in deadline order" {
-	a=$("$WAITER" after 300ms)
-	b=$("$WAITER" after 100ms)
-	c=$("$WAITER" after 200ms)
-	d=$("$WAITER" after 0)
+	# Deadlines from one base, so slow submissions cannot reorder them.
+	base=$(($(date +%s) + 2))
+	a=$("$WAITER" at "@$base.3")
+	b=$("$WAITER" at "@$base.1")
+	c=$("$WAITER" at "@$base.2")
+	d=$("$WAITER" at "@$base")
 	run "$WAITER" wait "$a" "$b" "$c" "$d"
 	assert_success
 	run "$WAITER" --json events --since 0 --kind timer_fired
