@@ -27,6 +27,9 @@
 #include "tasks.h"
 #include "timers.h"
 #include "waiter.h"
+#include "watch_endpoint.h"
+#include "watch_path.h"
+#include "workers.h"
 
 struct config cfg = {
 	.max_frame = FRAME_DEFAULT_MAX,
@@ -436,6 +439,8 @@ main(int argc, char **argv)
 	objects_init();
 	timers_init();
 	tasks_init();
+	workers_init();
+	watch_path_init();
 	if (server_listen(&cause) < 0) {
 		server_stop_listening();        /* let go of the lock we took */
 		if (ready_fd >= 0 && write(ready_fd, cause, strlen(cause)) < 0)
@@ -461,8 +466,11 @@ main(int argc, char **argv)
 
 	event_base_dispatch(ev_base);
 
+	workers_free();          /* its done callbacks may still reach objects */
 	server_free();
 	objects_free_all();
+	watch_endpoint_free();
+	watch_path_free();
 	tasks_free();
 	timers_free();
 	events_free();

@@ -27,6 +27,9 @@
 #include "stats.h"
 #include "tasks.h"
 #include "timers.h"
+#include "watch_endpoint.h"
+#include "watch_path.h"
+#include "watch_proc.h"
 
 /* Requests served per read callback before yielding to other clients
  * (memcached's reqs_per_event): a client that never stops talking gets
@@ -204,6 +207,9 @@ static const struct op_entry {
 	{ WAITER__V1__REQUEST__OP_TASK_LOGS, "task_logs", tasks_op_logs },
 	{ WAITER__V1__REQUEST__OP_QUEUE_SET, "queue_set", tasks_op_queue_set },
 	{ WAITER__V1__REQUEST__OP_QUEUE_LIST, "queue_list", tasks_op_queue_list },
+	{ WAITER__V1__REQUEST__OP_WATCH_PATH, "watch_path", watch_path_op_create },
+	{ WAITER__V1__REQUEST__OP_WATCH_PID, "watch_pid", watch_proc_op_create },
+	{ WAITER__V1__REQUEST__OP_WATCH_ENDPOINT, "watch_endpoint", watch_endpoint_op_create },
 };
 
 static const struct op_entry *

@@ -45,6 +45,7 @@ extern const struct cmd cmd_after, cmd_every, cmd_at, cmd_timers;
 extern const struct cmd cmd_cancel, cmd_wait, cmd_events;
 extern const struct cmd cmd_submit, cmd_run, cmd_tasks, cmd_show, cmd_logs, cmd_kill;
 extern const struct cmd cmd_queue, cmd_queues;
+extern const struct cmd cmd_watch, cmd_watches;
 
 /* A finished task's exit status for wait and run (cmd_task.c). */
 int cli_task_status(const Waiter__V1__ObjectInfo *o);
@@ -53,6 +54,10 @@ int cli_task_status(const Waiter__V1__ObjectInfo *o);
  * (timeout_us 0 = forever), or print its events until it completes. */
 int cli_wait_one(uint64_t id, uint64_t timeout_us);
 int cli_follow(uint64_t id);
+/* List objects of a kind page by page (finished ones too if asked): one
+ * JSON line each with --json, else header then row(o) each. */
+int cli_list(Waiter__V1__ObjectKind kind, bool finished, const char *header,
+    void (*row)(const Waiter__V1__ObjectInfo *o));
 /* Read events until object id ends (or the daemon shuts down), handing fn
  * those about id and the markers (seq 0: events_lost, replay_done); the
  * exit status its end gives (status false: 0, and nothing said). */

@@ -15,14 +15,45 @@ kind_name(const Waiter__V1__ObjectInfo *o)
 	return out_enum(&waiter__v1__object_kind__descriptor, o->kind);
 }
 
-/* Exit status for an object that ended: 0 completed, 1 otherwise. */
+/* A watch's failure, from the event that ended it: 124 for an endpoint
+ * that never came up, else 1; -1 if ev ended nothing that way. */
 static int
-ended_status(const Waiter__V1__ObjectInfo *o)
+watch_failure(const Event *ev)
 {
+	if (ev == NULL)
+		return -1;
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_WATCH_TIMED_OUT)
+		return cli_fail(EXIT_TIMEOUT, "watch %llu timed out after %llu attempts%s%s",
+		    (unsigned long long)ev->object_id,
+		    (unsigned long long)ev->watch_timed_out->attempts,
+		    ev->watch_timed_out->last_error[0] ? "; the last one: " : "",
+		    ev->watch_timed_out->last_error);
+	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_WATCH_ENDED)
+		return cli_fail(EXIT_ERROR, "watch %llu ended: %s",
+		    (unsigned long long)ev->object_id, ev->watch_ended->message);
+	return -1;
+}
+
+/* Exit status for an object that ended: 0 completed, 1 otherwise (124 for
+ * a watch that timed out). */
+static int
+ended_status(const Waiter__V1__ObjectInfo *o, const Event *last)
+{
+	int rc;
+
 	if (o->detail_case == WAITER__V1__OBJECT_INFO__DETAIL_TASK)
 		return cli_task_status(o);
 	if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED)
 		return EXIT_OK;
+	if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_FAILED &&
+	    (rc = watch_failure(last)) >= 0)
+		return rc;
+	if (o->detail_case == WAITER__V1__OBJECT_INFO__DETAIL_WATCH &&
+	    o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_FAILED &&
+	    (o->watch->type == WAITER__V1__WATCH_TYPE__WATCH_TYPE_TCP ||
+	    o->watch->type == WAITER__V1__WATCH_TYPE__WATCH_TYPE_UNIX))
+		return cli_fail(EXIT_TIMEOUT, "watch %llu timed out (%s)",
+		    (unsigned long long)o->id, o->watch->last_error);
 	if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED)
 		return cli_fail(EXIT_ERROR, "%s %llu was cancelled", kind_name(o),
 		    (unsigned long long)o->id);
@@ -47,7 +78,7 @@ cli_wait_one(uint64_t id, uint64_t timeout_us)
 		return rc;
 	if (cli.json)
 		out_json(&m->reply->wait->base);
-	rc = ended_status(m->reply->wait->object);
+	rc = ended_status(m->reply->wait->object, m->reply->wait->last_event);
 	waiter_message_free(m);
 	return rc;
 }
@@ -67,10 +98,15 @@ event_ends(const Event *ev, uint64_t id, bool status, int *rc)
 		*rc = cli_fail(EXIT_ERROR, "%llu was cancelled", (unsigned long long)id);
 		return true;
 	}
-	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TIMER_FIRED && ev->timer_fired->last) {
+	if ((ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TIMER_FIRED && ev->timer_fired->last) ||
+	    (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_PATH_CHANGED && ev->path_changed->last) ||
+	    ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_PROCESS_EXITED ||
+	    ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_ENDPOINT_READY) {
 		*rc = EXIT_OK;
 		return true;
 	}
+	if ((*rc = watch_failure(ev)) >= 0)
+		return true;
 	if (ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE) {
 		Waiter__V1__ObjectInfo info = WAITER__V1__OBJECT_INFO__INIT;
 
@@ -117,6 +153,41 @@ int
 cli_follow(uint64_t id)
 {
 	return cli_read_events(id, true, follow_print, NULL);
+}
+
+int
+cli_list(Waiter__V1__ObjectKind kind, bool finished, const char *header,
+    void (*row)(const Waiter__V1__ObjectInfo *o))
+{
+	Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__List list = WAITER__V1__LIST__INIT;
+	ServerMessage *m;
+	bool more = true;
+	int rc;
+
+	cli_connect();
+	list.kind = kind;
+	list.finished = finished;
+	req.op_case = WAITER__V1__REQUEST__OP_LIST;
+	req.list = &list;
+	if (!cli.json)
+		fputs(header, stdout);
+	while (more) {
+		if ((rc = cli_call(&req, &m)) != EXIT_OK)
+			return rc;
+		for (size_t i = 0; i < m->reply->list->n_objects; i++) {
+			const Waiter__V1__ObjectInfo *o = m->reply->list->objects[i];
+
+			if (cli.json)
+				out_json(&o->base);
+			else
+				row(o);
+			list.after_id = o->id;
+		}
+		more = m->reply->list->more;
+		waiter_message_free(m);
+	}
+	return EXIT_OK;
 }
 
 static int
@@ -248,7 +319,9 @@ events_main(const struct cmd *c, int argc, char **argv)
 		case 'k':
 			if ((k = out_enum_value(&waiter__v1__event_kind__descriptor, optarg)) < 0)
 				cli_usage(c, "unknown event kind '%s' (timer_fired, cancelled, "
-				    "shutdown, task_started, task_output, task_done)", optarg);
+				    "shutdown, task_started, task_output, task_done, path_changed, "
+				    "watch_ended, watch_overflow, process_exited, endpoint_ready, "
+				    "watch_timed_out)", optarg);
 			if (sub.n_kinds == 32)
 				cli_usage(c, "too many --kind options");
 			kinds[sub.n_kinds++] = (Waiter__V1__EventKind)k;
@@ -305,7 +378,9 @@ const struct cmd cmd_events = {
 	"  --follow     then keep printing live events until interrupted or the\n"
 	"               daemon stops; without --since only live events\n"
 	"  --kind K     only events of kind K (timer_fired, cancelled, shutdown,\n"
-	"               task_started, task_output, task_done); repeatable\n"
+	"               task_started, task_output, task_done, path_changed,\n"
+	"               watch_ended, watch_overflow, process_exited,\n"
+	"               endpoint_ready, watch_timed_out); repeatable\n"
 	"  --id ID      only events about object ID; repeatable\n"
 	"\n"
 	"Without --follow, prints the retained events (after --since) and exits.\n"

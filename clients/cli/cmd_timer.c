@@ -192,42 +192,20 @@ timers_main(const struct cmd *c, int argc, char **argv)
 		{ "all", no_argument, NULL, 'a' },
 		{ NULL, 0, NULL, 0 }
 	};
-	Request req = WAITER__V1__REQUEST__INIT;
-	Waiter__V1__List list = WAITER__V1__LIST__INIT;
-	ServerMessage *m;
-	bool more = true;
-	int ch, rc;
+	char header[128];
+	bool all = false;
+	int ch;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch != 'a')
 			cli_usage(c, "unknown option");
-		list.finished = true;
+		all = true;
 	}
 	if (optind < argc)
 		cli_usage(c, "unexpected argument '%s'", argv[optind]);
-	cli_connect();
-	list.kind = WAITER__V1__OBJECT_KIND__OBJECT_KIND_TIMER;
-	req.op_case = WAITER__V1__REQUEST__OP_LIST;
-	req.list = &list;
-	if (!cli.json)
-		printf("%-8s %-20s %-9s %-27s %-8s %-9s %s\n", "ID", "NAME", "STATE",
-		    "NEXT", "EVERY", "FIRES", "LIFETIME");
-	while (more) {
-		if ((rc = cli_call(&req, &m)) != EXIT_OK)
-			return rc;
-		for (size_t i = 0; i < m->reply->list->n_objects; i++) {
-			const Waiter__V1__ObjectInfo *o = m->reply->list->objects[i];
-
-			if (cli.json)
-				out_json(&o->base);
-			else
-				timers_row(o);
-			list.after_id = o->id;
-		}
-		more = m->reply->list->more;
-		waiter_message_free(m);
-	}
-	return EXIT_OK;
+	snprintf(header, sizeof header, "%-8s %-20s %-9s %-27s %-8s %-9s %s\n", "ID", "NAME",
+	    "STATE", "NEXT", "EVERY", "FIRES", "LIFETIME");
+	return cli_list(WAITER__V1__OBJECT_KIND__OBJECT_KIND_TIMER, all, header, timers_row);
 }
 
 const struct cmd cmd_timers = {

@@ -29,6 +29,7 @@ static const struct cmd *const commands[] = {
 	&cmd_after, &cmd_every, &cmd_at, &cmd_timers,
 	&cmd_submit, &cmd_run, &cmd_tasks, &cmd_show, &cmd_logs, &cmd_kill,
 	&cmd_queue, &cmd_queues,
+	&cmd_watch, &cmd_watches,
 	&cmd_cancel, &cmd_wait, &cmd_events,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

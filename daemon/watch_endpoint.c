@@ -1,0 +1,18 @@
+/* watch_endpoint.c - being written: see watch_endpoint.h. */
+#include "config.h"
+
+#include "server.h"
+#include "watch_endpoint.h"
+
+enum op_result
+watch_endpoint_op_create(struct conn *c, const Request *req, Reply *rep)
+{
+	(void)c, (void)req;
+	return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED_OPERATION,
+	    "this waiterd does not watch that yet");
+}
+
+void
+watch_endpoint_free(void)
+{
+}

@@ -1,0 +1,23 @@
+/* watch_path.c - being written: see watch_path.h. */
+#include "config.h"
+
+#include "server.h"
+#include "watch_path.h"
+
+enum op_result
+watch_path_op_create(struct conn *c, const Request *req, Reply *rep)
+{
+	(void)c, (void)req;
+	return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED_OPERATION,
+	    "this waiterd does not watch that yet");
+}
+
+void
+watch_path_init(void)
+{
+}
+
+void
+watch_path_free(void)
+{
+}
