@@ -50,6 +50,7 @@ struct config cfg = {
 	/* Queued work costs memory, not processes: generous, but bounded. */
 	.max_queued_tasks = 100000,
 	.max_tasks_per_user = 100000,
+	.max_watched_dirs = 100000,
 	.kill_grace_us = 5000000,
 };
 struct event_base *ev_base;
@@ -95,6 +96,8 @@ static const char usage_text[] =
 "      --kill-grace DURATION\n"
 "                           a killed or timed-out task gets SIGTERM, then\n"
 "                           SIGKILL after this (default 5s)\n"
+"      --max-watched-dirs N directories (inotify watches) the path watches of\n"
+"                           one connection may hold (default 100000)\n"
 "      --no-pidfd           notice task exits by SIGCHLD, not pidfd (what\n"
 "                           happens anyway where pidfd_open is missing:\n"
 "                           Linux before 5.3, valgrind)\n"
@@ -159,7 +162,8 @@ enum {
 	OPT_LOG_FILE = 256, OPT_MAX_FRAME, OPT_MAX_CLIENTS, OPT_MAX_OUTPUT,
 	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
 	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_NO_TASKS, OPT_MAX_QUEUED,
-	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_KEEP_FOR, OPT_NO_PIDFD, OPT_MAX_USER_TASKS
+	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_KEEP_FOR, OPT_NO_PIDFD, OPT_MAX_USER_TASKS,
+	OPT_MAX_WATCHED_DIRS
 };
 
 static void
@@ -185,6 +189,7 @@ parse_args(int argc, char **argv)
 		{ "no-tasks", no_argument, NULL, OPT_NO_TASKS },
 		{ "no-pidfd", no_argument, NULL, OPT_NO_PIDFD },
 		{ "max-tasks-per-user", required_argument, NULL, OPT_MAX_USER_TASKS },
+		{ "max-watched-dirs", required_argument, NULL, OPT_MAX_WATCHED_DIRS },
 		{ "max-queued-tasks", required_argument, NULL, OPT_MAX_QUEUED },
 		{ "kill-grace", required_argument, NULL, OPT_KILL_GRACE },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -244,6 +249,10 @@ parse_args(int argc, char **argv)
 		case OPT_NO_PIDFD: cfg.no_pidfd = true; break;
 		case OPT_MAX_QUEUED:
 			cfg.max_queued_tasks = parse_count(optarg, "--max-queued-tasks", 0,
+			    UINT32_MAX);
+			break;
+		case OPT_MAX_WATCHED_DIRS:
+			cfg.max_watched_dirs = parse_count(optarg, "--max-watched-dirs", 1,
 			    UINT32_MAX);
 			break;
 		case OPT_MAX_USER_TASKS:

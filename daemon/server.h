@@ -56,6 +56,7 @@ struct conn {
 	char *name;             /* client_name from Hello */
 	unsigned objects;       /* active objects it created */
 	unsigned n_waits;       /* pending Wait requests */
+	uint64_t watched_dirs;  /* directories its path watches hold */
 	bool peer_eof;          /* the peer shut down its side */
 	struct conn_bus bus;
 	TAILQ_HEAD(, object) owned;     /* active objects it created */

@@ -326,9 +326,10 @@ watches_row(const Waiter__V1__ObjectInfo *o)
 		    (unsigned long long)w->attempts);
 		break;
 	}
-	printf("%-8llu %-5s %-20s %-9s %-7llu %s\n", (unsigned long long)o->id,
-	    out_enum(&waiter__v1__watch_type__descriptor, w->type),
-	    o->name[0] ? o->name : "-",
+	/* out_enum's buffer is static: one call per printf. */
+	printf("%-8llu %-5s ", (unsigned long long)o->id,
+	    out_enum(&waiter__v1__watch_type__descriptor, w->type));
+	printf("%-20s %-9s %-7llu %s\n", o->name[0] ? o->name : "-",
 	    out_enum(&waiter__v1__object_state__descriptor, o->state),
 	    (unsigned long long)w->events, what);
 }

@@ -204,8 +204,40 @@ text_fields(const ProtobufCMessage *m, bool *first, const char *between)
 		char buf[64];
 		const char *sep = *first ? "" : between;
 
-		if (!present || f->label == PROTOBUF_C_LABEL_REPEATED)
+		if (!present)
 			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			/* Scalars as name=a,b,c; messages field by field. */
+			size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+			const char *arr = *(char *const *)p;
+
+			for (size_t k = 0; k < n; k++) {
+				const void *e = arr + k * type_size(f->type);
+
+				if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+					text_fields(*(ProtobufCMessage *const *)e, first, between);
+					continue;
+				}
+				json_t *v = json_scalar(f, e);
+
+				if (v == NULL)
+					continue;
+				printf("%s", k == 0 ? (*first ? "" : between) : ",");
+				if (k == 0)
+					printf("%s=", f->name);
+				if (json_is_string(v)) {
+					printf("%s", json_string_value(v));
+				} else {
+					char *s = json_dumps(v, JSON_ENCODE_ANY);
+
+					printf("%s", s ? s : "");
+					free(s);
+				}
+				json_decref(v);
+				*first = false;
+			}
+			continue;
+		}
 		if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
 			if (*(ProtobufCMessage *const *)p != NULL)
 				text_fields(*(ProtobufCMessage *const *)p, first, between);
@@ -259,6 +291,24 @@ out_message(const ProtobufCMessage *m)
 void
 out_event(const Event *ev)
 {
+	/* Path changes read as inotifywait's do: one line each, KIND PATH
+	 * (moved: OLD -> NEW), for scripts to `while read kind path`. */
+	if (!cli.json && ev->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_PATH_CHANGED) {
+		const Waiter__V1__PathChanged *pc = ev->path_changed;
+
+		for (size_t i = 0; i < pc->n_changes; i++) {
+			const Waiter__V1__PathChange *ch = pc->changes[i];
+
+			printf("%s ", out_enum(&waiter__v1__path_event_kind__descriptor, ch->kind));
+			if (ch->old_path[0] != '\0')
+				printf("%s -> ", ch->old_path);
+			printf("%s%s\n", ch->path, ch->is_dir ? "/" : "");
+		}
+		if (pc->more > 0)
+			printf("more %llu\n", (unsigned long long)pc->more);
+		fflush(stdout);
+		return;
+	}
 	out_message(&ev->base);
 }
 
