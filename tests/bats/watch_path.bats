@@ -187,3 +187,18 @@ changes() {
 	run "$WAITER" ping
 	assert_output pong
 }
+
+@test "inotify queue overflow is reported to the watches, which go on" {
+	follow "$TESTDIR/out" "$D"
+	# With the daemon stopped, more events than the kernel queues
+	# (fs.inotify.max_queued_events) pile up: each touch of a new file
+	# queues created, attributes and modified.
+	kill -STOP "$DAEMON_PID"
+	n=$(($(cat /proc/sys/fs/inotify/max_queued_events) / 2 + 1))
+	(cd "$D" && seq 1 "$n" | xargs touch)
+	kill -CONT "$DAEMON_PID"
+	wait_for_line "$TESTDIR/out" '"watch_overflow"'
+	grep watch_overflow "$TESTDIR/out" | jq -r .watch_overflow.message | grep -q "changes were lost"
+	touch "$D/after"
+	wait_for_line "$TESTDIR/out" "\"$D/after\""
+}
