@@ -1,13 +1,208 @@
-/* watch_proc.c - being written: see watch_proc.h. */
+/* watch_proc.c - the process-watch source (see watch_proc.h). */
 #include "config.h"
 
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event_struct.h>
+
+#include "events.h"
+#include "log.h"
+#include "objects.h"
 #include "server.h"
+#include "stats.h"
 #include "watch_proc.h"
+
+struct watch_proc {
+	struct object obj;
+	struct event ev;        /* EV_READ on pidfd: the process has exited */
+	int pidfd;              /* -1 once stopped */
+	pid_t pid;
+	uint64_t events;        /* events published: 0, then 1 */
+};
+
+static void
+watch_proc_stop(struct object *o)
+{
+	struct watch_proc *w = (struct watch_proc *)o;
+
+	if (w->pidfd < 0)
+		return;
+	event_del(&w->ev);
+	close(w->pidfd);
+	w->pidfd = -1;
+}
+
+static void
+watch_proc_describe(struct object *o, ObjectInfo *info)
+{
+	struct watch_proc *w = (struct watch_proc *)o;
+	Waiter__V1__WatchInfo *wi = arena_alloc(sizeof *wi);
+
+	waiter__v1__watch_info__init(wi);
+	wi->type = WAITER__V1__WATCH_TYPE__WATCH_TYPE_PID;
+	wi->pid = w->pid;
+	wi->events = w->events;
+	info->detail_case = WAITER__V1__OBJECT_INFO__DETAIL_WATCH;
+	info->watch = wi;
+}
+
+static void
+watch_proc_free(struct object *o)
+{
+	watch_proc_stop(o);
+	free(o);
+}
+
+static const struct object_ops watch_proc_ops = {
+	.kind = WAITER__V1__OBJECT_KIND__OBJECT_KIND_WATCH,
+	.name = "watch",
+	.stop = watch_proc_stop,
+	.describe = watch_proc_describe,
+	.free = watch_proc_free,
+};
+
+/*
+ * The exit status, if the kernel gives it without reaping: only for a
+ * child of the daemon (a task) not reaped yet. WNOWAIT leaves the zombie
+ * to tasks.c, which reaps its own; for any other process waitid fails
+ * with ECHILD and the event says only that the process is gone.
+ */
+static void
+watch_proc_status(int pidfd, Waiter__V1__ProcessExited *pe)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof si);
+	if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+	    si.si_pid == 0)
+		return;
+	pe->has_status = true;
+	if (si.si_code == CLD_EXITED)
+		pe->exit_code = si.si_status;
+	else
+		pe->signal = si.si_status;
+}
+
+/* The pidfd is readable: the process has exited. */
+static void
+watch_proc_exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct watch_proc *w = arg;
+	int64_t begin = stats_lap_begin();
+	Event ev = WAITER__V1__EVENT__INIT;
+	Waiter__V1__ProcessExited pe = WAITER__V1__PROCESS_EXITED__INIT;
+	uint64_t seq;
+
+	(void)what;
+	pe.pid = w->pid;
+	watch_proc_status(fd, &pe);
+	ev.object_id = w->obj.id;
+	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_PROCESS_EXITED;
+	ev.body_case = WAITER__V1__EVENT__BODY_PROCESS_EXITED;
+	ev.process_exited = &pe;
+	w->events++;
+	seq = events_publish(&ev, w->obj.owner);
+	objects_finish(&w->obj, WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED, seq);
+	stats_lap_end(begin, "watch_pid", 0);
+	arena_reset();
+}
+
+/* Validate a WatchPid; 0, or -1 with rep holding the error. */
+static int
+watch_proc_check(const Waiter__V1__WatchPid *wp, Reply *rep)
+{
+	const char *why = NULL;
+
+	if (wp->pid < 1)
+		why = "pid must be 1 or more";
+	else if (wp->lifetime < 0 || wp->lifetime > WAITER__V1__LIFETIME__LIFETIME_DAEMON)
+		why = "unknown lifetime";
+	if (why == NULL)
+		return 0;
+	op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT, "%s", why);
+	return -1;
+}
+
+/* pidfd_open failed with err: the error for the client. */
+static enum op_result
+watch_proc_open_error(int err, pid_t pid, Reply *rep)
+{
+	switch (err) {
+	case ESRCH:
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND,
+		    "no process with pid %d", (int)pid);
+	case EINVAL:
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+		    "pid %d is a thread, not a process: watch its process (Tgid in "
+		    "/proc/%d/status)", (int)pid, (int)pid);
+	case ENOSYS:
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED_OPERATION,
+		    "this kernel cannot watch processes: pidfd_open needs Linux 5.3 "
+		    "or later (or the daemon runs where it is not allowed, e.g. "
+		    "under valgrind)");
+	case EMFILE:
+	case ENFILE:
+	case ENOMEM:
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "the daemon cannot open a pidfd for pid %d: %s", (int)pid,
+		    strerror(err));
+	default:
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
+		    "cannot watch pid %d: pidfd_open: %s", (int)pid, strerror(err));
+	}
+}
 
 enum op_result
 watch_proc_op_create(struct conn *c, const Request *req, Reply *rep)
 {
-	(void)c, (void)req;
-	return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED_OPERATION,
-	    "this waiterd does not watch that yet");
+	const Waiter__V1__WatchPid *wp = req->watch_pid;
+	struct object *existing;
+	struct watch_proc *w;
+	int fd;
+
+	if (watch_proc_check(wp, rep) < 0)
+		return OP_REPLY;
+	/* An existing name answers before any limit: a retry must succeed. */
+	if ((existing = objects_find_name(wp->name)) != NULL) {
+		if (existing->ops != &watch_proc_ops)
+			return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION,
+			    "the name %s belongs to %s %llu", wp->name,
+			    existing->ops->name, (unsigned long long)existing->id);
+		return objects_reply_created(existing, true, rep,
+		    WAITER__V1__REPLY__RESULT_WATCH_PID);
+	}
+	if (objects_check_create(c, wp->name, rep) < 0)
+		return OP_REPLY;
+	if ((fd = pidfd_open(wp->pid, 0)) < 0) {
+		int err = errno;
+
+		log_debug("pidfd_open pid=%d errno=%d", (int)wp->pid, err);
+		return watch_proc_open_error(err, wp->pid, rep);
+	}
+	w = calloc(1, sizeof *w);
+	if (w == NULL) {
+		close(fd);
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "out of memory");
+	}
+	w->pidfd = fd;
+	w->pid = wp->pid;
+	/* A process gone since pidfd_open leaves the pidfd readable at once:
+	 * the event comes on the next lap, after this reply. */
+	event_assign(&w->ev, ev_base, fd, EV_READ, watch_proc_exit_cb, w);
+	if (event_add(&w->ev, NULL) < 0) {
+		close(fd);
+		free(w);
+		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
+		    "cannot add the pidfd of pid %d to the event loop", (int)wp->pid);
+	}
+	objects_register(&w->obj, &watch_proc_ops, c, wp->name,
+	    wp->lifetime == WAITER__V1__LIFETIME__LIFETIME_DAEMON ?
+	    WAITER__V1__LIFETIME__LIFETIME_DAEMON : WAITER__V1__LIFETIME__LIFETIME_CONNECTION);
+	return objects_reply_created(&w->obj, false, rep, WAITER__V1__REPLY__RESULT_WATCH_PID);
 }

@@ -57,9 +57,14 @@ ended_status(const Waiter__V1__ObjectInfo *o, const Event *last)
 	if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED)
 		return cli_fail(EXIT_ERROR, "%s %llu was cancelled", kind_name(o),
 		    (unsigned long long)o->id);
-	return cli_fail(EXIT_ERROR, "%s %llu ended as %s", kind_name(o),
-	    (unsigned long long)o->id,
-	    out_enum(&waiter__v1__object_state__descriptor, o->state));
+	{
+		char kind[64];  /* out_enum's buffer is static */
+
+		snprintf(kind, sizeof kind, "%s", kind_name(o));
+		return cli_fail(EXIT_ERROR, "%s %llu ended as %s", kind,
+		    (unsigned long long)o->id,
+		    out_enum(&waiter__v1__object_state__descriptor, o->state));
+	}
 }
 
 int

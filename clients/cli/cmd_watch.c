@@ -305,11 +305,13 @@ static void
 watches_row(const Waiter__V1__ObjectInfo *o)
 {
 	const Waiter__V1__WatchInfo *w = o->watch;
-	char what[256] = "";
+	char what[256] = "", type[16];
 	size_t n = 0;
 
 	if (w == NULL)
 		return;
+	/* out_enum's buffer is shared: copy one before calling it again. */
+	snprintf(type, sizeof type, "%s", out_enum(&waiter__v1__watch_type__descriptor, w->type));
 	switch (w->type) {
 	case WAITER__V1__WATCH_TYPE__WATCH_TYPE_PATH:
 		for (size_t i = 0; i < w->n_paths && n < sizeof what; i++)
@@ -326,10 +328,8 @@ watches_row(const Waiter__V1__ObjectInfo *o)
 		    (unsigned long long)w->attempts);
 		break;
 	}
-	/* out_enum's buffer is static: one call per printf. */
-	printf("%-8llu %-5s ", (unsigned long long)o->id,
-	    out_enum(&waiter__v1__watch_type__descriptor, w->type));
-	printf("%-20s %-9s %-7llu %s\n", o->name[0] ? o->name : "-",
+	printf("%-8llu %-5s %-20s %-9s %-7llu %s\n", (unsigned long long)o->id, type,
+	    o->name[0] ? o->name : "-",
 	    out_enum(&waiter__v1__object_state__descriptor, o->state),
 	    (unsigned long long)w->events, what);
 }
