@@ -305,7 +305,7 @@ static void
 watches_row(const Waiter__V1__ObjectInfo *o)
 {
 	const Waiter__V1__WatchInfo *w = o->watch;
-	char what[256] = "";
+	char what[256] = "", type[16];
 	size_t n = 0;
 
 	if (w == NULL)
@@ -326,8 +326,9 @@ watches_row(const Waiter__V1__ObjectInfo *o)
 		    (unsigned long long)w->attempts);
 		break;
 	}
-	printf("%-8llu %-5s %-20s %-9s %-7llu %s\n", (unsigned long long)o->id,
-	    out_enum(&waiter__v1__watch_type__descriptor, w->type),
+	/* out_enum answers in one static buffer: keep the type apart. */
+	snprintf(type, sizeof type, "%s", out_enum(&waiter__v1__watch_type__descriptor, w->type));
+	printf("%-8llu %-5s %-20s %-9s %-7llu %s\n", (unsigned long long)o->id, type,
 	    o->name[0] ? o->name : "-",
 	    out_enum(&waiter__v1__object_state__descriptor, o->state),
 	    (unsigned long long)w->events, what);
