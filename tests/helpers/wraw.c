@@ -18,6 +18,8 @@
  *                    print the N replies
  *   tasks:N          submit N `sleep 1000` tasks on this connection
  *                    (lifetime connection), read and print the N replies
+ *   endpoints:N:E    create N endpoint watches of E (tcp:HOST:PORT or
+ *                    unix:PATH; lifetime daemon), read and print the replies
  *   waits:ID:N       send N Waits for ID without a timeout; print the
  *                    replies that come back within a second
  *   wait:ID          send one Wait for ID (no timeout), read nothing
@@ -258,6 +260,28 @@ step(int *fd, const char *path, const char *s)
 			req.id = 200 + (uint64_t)i;
 			req.op_case = WAITER__V1__REQUEST__OP_TASK_SUBMIT;
 			req.task_submit = &ts;
+			send_request(*fd, &req);
+		}
+		for (long replies = 0; replies < n;) {
+			int r = read_one(*fd, 5000);
+
+			if (r <= 0)
+				break;
+			replies += r == 1;
+		}
+	} else if (strncmp(s, "endpoints:", 10) == 0) {
+		long n = strtol(arg, NULL, 10);
+		char *endpoint = strchr(arg, ':') ? strchr(arg, ':') + 1 : (char *)"";
+
+		for (long i = 0; i < n; i++) {
+			Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+			Waiter__V1__WatchEndpoint we = WAITER__V1__WATCH_ENDPOINT__INIT;
+
+			we.endpoint = endpoint;
+			we.lifetime = WAITER__V1__LIFETIME__LIFETIME_DAEMON;
+			req.id = 300 + (uint64_t)i;
+			req.op_case = WAITER__V1__REQUEST__OP_WATCH_ENDPOINT;
+			req.watch_endpoint = &we;
 			send_request(*fd, &req);
 		}
 		for (long replies = 0; replies < n;) {
