@@ -141,6 +141,7 @@ static LIST_HEAD(, pw) all = LIST_HEAD_INITIALIZER(all);  /* for overflow */
 /* Kernel watches no use holds, kept while a worker could be adding the
  * same wd again; removed once no walk is in flight. */
 static unsigned n_unused;
+static unsigned n_kdirs;
 
 static void pw_end(struct pw *w, Waiter__V1__WatchEndReason reason, const char *path,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -174,6 +175,7 @@ static void
 kdir_forget(struct kdir *d)
 {
 	n_unused--;
+	n_kdirs--;
 	tdelete(d, &kdirs, kdir_cmp);
 	free(d->path);
 	free(d);
@@ -236,6 +238,7 @@ kdir_get(int wd, const char *path)
 	if (tsearch(d, &kdirs, kdir_cmp) == NULL)
 		fatal("tsearch");
 	n_unused++;     /* until its first use */
+	n_kdirs++;
 	return d;
 }
 
@@ -1408,6 +1411,12 @@ watch_path_op_create(struct conn *c, const Request *req, Reply *rep)
 	for (size_t i = 0; i < w->n_roots; i++)
 		scan_start(w, (int)i, w->roots[i], "", true, false);
 	return OP_DEFERRED;
+}
+
+unsigned
+watch_path_kernel_watches(void)
+{
+	return n_kdirs;
 }
 
 void

@@ -16,6 +16,8 @@
 
 void watch_path_init(void);
 void watch_path_free(void);
+/* Kernel watches held now (one per directory, shared). */
+unsigned watch_path_kernel_watches(void);
 op_fn watch_path_op_create;
 
 #endif

@@ -202,3 +202,30 @@ changes() {
 	touch "$D/after"
 	wait_for_line "$TESTDIR/out" "\"$D/after\""
 }
+
+@test "kernel watches are shared between watches and released when the last goes" {
+	mkdir -p "$D/sub"
+	a=$("$WAITER" watch path "$D")
+	b=$("$WAITER" watch path -r "$D")
+	c=$("$WAITER" watch path "$D/sub")
+	[ "$(stat_value kernel_watches)" = 2 ]
+	[ "$(stat_value watches)" = 3 ]
+	"$WAITER" cancel "$b"
+	[ "$(stat_value kernel_watches)" = 2 ]
+	"$WAITER" cancel "$c"
+	for _ in $(seq 1 250); do
+		[ "$(stat_value kernel_watches)" = 1 ] && break
+		sleep 0.02
+	done
+	[ "$(stat_value kernel_watches)" = 1 ]
+	touch "$D/still"
+	"$WAITER" --json events --since 0 --id "$a" --follow >"$TESTDIR/a" &
+	FOLLOWERS+=($!)
+	wait_for_line "$TESTDIR/a" "\"$D/still\""
+	"$WAITER" cancel "$a"
+	for _ in $(seq 1 250); do
+		[ "$(stat_value kernel_watches)" = 0 ] && break
+		sleep 0.02
+	done
+	[ "$(stat_value kernel_watches)" = 0 ]
+}
