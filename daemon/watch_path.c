@@ -47,6 +47,7 @@ struct kdir {
 	char *path;                     /* absolute, as last reported */
 	unsigned refs;                  /* uses */
 	LIST_HEAD(, use) uses;
+	LIST_ENTRY(kdir) unused_link;   /* on `unused` while refs is 0 */
 };
 
 /* A path watch's use of a kernel directory. */
@@ -85,6 +86,8 @@ struct scan {
 	char *errmsg;
 	bool over_budget;
 	bool is_file, awaiting;
+	bool appeared;                  /* awaiting, yet it is there already */
+	bool initial;                   /* one of the create request's walks */
 	char *only;
 	struct { int wd; char *path, *rel; } *dirs;
 	size_t n_dirs, cap_dirs;
@@ -140,13 +143,13 @@ static bool held_overflow;
 static LIST_HEAD(, pw) all = LIST_HEAD_INITIALIZER(all);  /* for overflow */
 /* Kernel watches no use holds, kept while a worker could be adding the
  * same wd again; removed once no walk is in flight. */
-static unsigned n_unused;
+static LIST_HEAD(, kdir) unused = LIST_HEAD_INITIALIZER(unused);
 static unsigned n_kdirs;
 
 static void pw_end(struct pw *w, Waiter__V1__WatchEndReason reason, const char *path,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void scan_start(struct pw *w, int root, const char *path, const char *rel,
-    bool establish, bool report);
+static struct scan *scan_start(struct pw *w, int root, const char *path,
+    const char *rel, bool establish, bool report);
 static void scan_done(void *arg);
 static void busy_begin(void);
 static void busy_end(void);
@@ -174,7 +177,7 @@ kdir_find(int wd)
 static void
 kdir_forget(struct kdir *d)
 {
-	n_unused--;
+	LIST_REMOVE(d, unused_link);
 	n_kdirs--;
 	tdelete(d, &kdirs, kdir_cmp);
 	free(d->path);
@@ -184,37 +187,13 @@ kdir_forget(struct kdir *d)
 /* Remove the kernel watches nobody uses, unless a walk could be adding
  * one of them again right now. */
 static void
-kdir_sweep_one(const void *node, VISIT which, int depth)
-{
-	static struct kdir *victims[256];
-	static size_t n;
-	struct kdir *d;
-
-	(void)depth;
-	if (node == NULL) {     /* flush */
-		for (size_t i = 0; i < n; i++) {
-			inotify_rm_watch(ifd, victims[i]->wd);
-			kdir_forget(victims[i]);
-		}
-		n = 0;
-		return;
-	}
-	d = *(struct kdir *const *)node;
-	if ((which == postorder || which == leaf) && d->refs == 0 &&
-	    n < sizeof victims / sizeof victims[0])
-		victims[n++] = d;
-}
-
-static void
 kdir_sweep(void)
 {
-	while (n_unused > 0 && scans_in_flight == 0) {
-		unsigned before = n_unused;
+	struct kdir *d;
 
-		twalk(kdirs, kdir_sweep_one);
-		kdir_sweep_one(NULL, leaf, 0);
-		if (n_unused == before)
-			break;
+	while (scans_in_flight == 0 && (d = LIST_FIRST(&unused)) != NULL) {
+		inotify_rm_watch(ifd, d->wd);
+		kdir_forget(d);
 	}
 }
 
@@ -237,7 +216,7 @@ kdir_get(int wd, const char *path)
 	LIST_INIT(&d->uses);
 	if (tsearch(d, &kdirs, kdir_cmp) == NULL)
 		fatal("tsearch");
-	n_unused++;     /* until its first use */
+	LIST_INSERT_HEAD(&unused, d, unused_link);      /* until its first use */
 	n_kdirs++;
 	return d;
 }
@@ -248,9 +227,10 @@ use_add(struct pw *w, struct kdir *d, int root, const char *rel, const char *onl
 {
 	struct use *u;
 
-	/* A walk may meet a directory this watch already has. */
-	LIST_FOREACH(u, &w->uses, w_link)
-		if (u->d == d && u->root == root && u->awaiting == awaiting &&
+	/* A walk may meet a directory this watch already has (d's uses are
+	 * few: one per watch covering it). */
+	LIST_FOREACH(u, &d->uses, d_link)
+		if (u->w == w && u->root == root && u->awaiting == awaiting &&
 		    ((u->only == NULL && only == NULL) ||
 		    (u->only != NULL && only != NULL && strcmp(u->only, only) == 0)))
 			return;
@@ -262,7 +242,7 @@ use_add(struct pw *w, struct kdir *d, int root, const char *rel, const char *onl
 	u->root = root;
 	u->awaiting = awaiting;
 	if (d->refs++ == 0)
-		n_unused--;
+		LIST_REMOVE(d, unused_link);
 	LIST_INSERT_HEAD(&d->uses, u, d_link);
 	LIST_INSERT_HEAD(&w->uses, u, w_link);
 	w->n_dirs++;
@@ -278,7 +258,7 @@ use_del(struct use *u)
 	LIST_REMOVE(u, d_link);
 	LIST_REMOVE(u, w_link);
 	if (--u->d->refs == 0)
-		n_unused++;
+		LIST_INSERT_HEAD(&unused, u->d, unused_link);
 	w->n_dirs--;
 	if (w->obj.owner != NULL)
 		w->obj.owner->watched_dirs--;
@@ -493,13 +473,13 @@ scan_establish(struct scan *s)
 		return;
 	}
 	if (errno != ENOENT || !s->create) {
-		if (errno == ENOENT)
+		s->err = errno;
+		if (s->err == ENOENT)
 			(void)!asprintf(&s->errmsg, "%s does not exist (--create waits for it)",
 			    s->path);
 		else
 			(void)!asprintf(&s->errmsg, "cannot watch %s: %s", s->path,
-			    strerror(errno));
-		s->err = errno;
+			    strerror(s->err));
 		return;
 	}
 	/* The nearest existing ancestor, and the component after it. */
@@ -520,10 +500,16 @@ scan_establish(struct scan *s)
 	}
 	s->awaiting = true;
 	wd = inotify_add_watch(ifd, copy[0] ? copy : "/", KMASK);
-	if (wd < 0)
+	if (wd < 0) {
 		scan_fail(s, errno, copy[0] ? copy : "/");
-	else
+	} else {
+		char *next = path_join(copy[0] ? copy : "/", s->only);
+
 		scan_dir_add(s, wd, copy[0] ? copy : "/", "");
+		/* It may have appeared before the watch: no event will say. */
+		s->appeared = next != NULL && stat(next, &st) == 0;
+		free(next);
+	}
 	free(copy);
 }
 
@@ -634,20 +620,21 @@ settle_cb(evutil_socket_t fd, short what, void *arg)
 	stats_lap_end(begin, "watch_settle", 0);
 }
 
-/* A change this watch may report: filter it, then publish or gather it. */
-static void
+/* A change this watch may report: filter it, then publish or gather it;
+ * false if the filters dropped it. */
+static bool
 pw_change(struct pw *w, Waiter__V1__PathEventKind kind, const char *path,
     const char *old_path, const char *rel, bool dir)
 {
 	if (w->ended)
-		return;
+		return false;
 	if (w->on != 0 && !(w->on & (1u << kind)))
-		return;
+		return false;
 	if (rel[0] != '\0') {
 		if (w->n_include > 0 && !globs_match(w->include, w->n_include, rel))
-			return;
+			return false;
 		if (globs_match(w->exclude, w->n_exclude, rel))
-			return;
+			return false;
 	}
 	if (w->settle_us == 0) {
 		Waiter__V1__PathChange pc = WAITER__V1__PATH_CHANGE__INIT, *list = &pc;
@@ -657,7 +644,7 @@ pw_change(struct pw *w, Waiter__V1__PathEventKind kind, const char *path,
 		pc.old_path = (char *)(old_path ? old_path : "");
 		pc.is_dir = dir;
 		pw_publish(w, &list, 1, 0);
-		return;
+		return true;
 	}
 	for (size_t i = 0; i < w->n_pending; i++)
 		if (w->pending[i].kind == kind && strcmp(w->pending[i].path, path) == 0)
@@ -682,6 +669,7 @@ rearm:
 
 		evtimer_add(&w->settle_ev, &tv);
 	}
+	return true;
 }
 
 static void
@@ -878,15 +866,18 @@ kind_of(uint32_t mask)
 /*
  * One inotify event as use u sees it. For a move the kernel paired,
  * other is the absolute path at the other end (where it went for
- * IN_MOVED_FROM, where it came from for IN_MOVED_TO), else NULL.
+ * IN_MOVED_FROM, where it came from for IN_MOVED_TO), else NULL. With
+ * report false (the watch reported the other half of the move) only the
+ * bookkeeping is done: dropping a directory moved away, walking one moved
+ * in. True if a change was reported.
  */
 static bool
-use_event(struct use *u, uint32_t mask, const char *name, const char *other)
+use_event(struct use *u, uint32_t mask, const char *name, const char *other, bool report)
 {
 	struct pw *w = u->w;
 	const char *root = w->roots[u->root];
 	Waiter__V1__PathEventKind kind = kind_of(mask);
-	bool dir = (mask & IN_ISDIR) != 0;
+	bool dir = (mask & IN_ISDIR) != 0, reported;
 	char *path, *rel;
 
 	if (w->ended)
@@ -906,10 +897,11 @@ use_event(struct use *u, uint32_t mask, const char *name, const char *other)
 			    "unmounted" : r == WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_MOVED ?
 			    "moved away" : "deleted");
 		} else if ((mask & IN_ATTRIB) && u->only == NULL && !u->awaiting) {
-			pw_change(w, WAITER__V1__PATH_EVENT_KIND__PATH_EVENT_KIND_ATTRIBUTES, root,
-			    NULL, "", true);
+			return report && pw_change(w,
+			    WAITER__V1__PATH_EVENT_KIND__PATH_EVENT_KIND_ATTRIBUTES, root, NULL, "",
+			    true);
 		}
-		return true;
+		return false;
 	}
 	if (u->awaiting) {
 		/* --create: the awaited component appeared; go on from there. */
@@ -927,30 +919,31 @@ use_event(struct use *u, uint32_t mask, const char *name, const char *other)
 		if (mask & IN_MOVED_TO)         /* replaced by rename: how editors save */
 			kind = WAITER__V1__PATH_EVENT_KIND__PATH_EVENT_KIND_MODIFIED;
 		if (mask & IN_MOVED_FROM) {
-			pw_change(w, kind, other ? other : "", root, name, dir);
+			reported = report && pw_change(w, kind, other ? other : "", root, name, dir);
 			pw_end(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_MOVED, root,
 			    "%s was moved away", root);
-			return true;
+			return reported;
 		}
-		pw_change(w, kind, root, NULL, name, dir);
+		reported = report && pw_change(w, kind, root, NULL, name, dir);
 		if (mask & IN_DELETE)
 			pw_end(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_DELETED, root,
 			    "%s was deleted", root);
-		return true;
+		return reported;
 	}
 	path = arena_join(u->d->path, name);
 	rel = arena_join(u->rel, name);
 	if (mask & IN_MOVED_FROM) {
-		pw_change(w, kind, other ? other : "", path, rel, dir);
+		reported = report && pw_change(w, kind, other ? other : "", path, rel, dir);
 		if (dir && w->recursive)
 			pw_drop_below(w, path);
-		return true;
+		return reported;
 	}
-	pw_change(w, kind, path, (mask & IN_MOVED_TO) ? other : NULL, rel, dir);
+	reported = report && pw_change(w, kind, path, (mask & IN_MOVED_TO) ? other : NULL,
+	    rel, dir);
 	if (dir && w->recursive && (mask & (IN_CREATE | IN_MOVED_TO)) && !w->ended &&
 	    !globs_match(w->exclude, w->n_exclude, rel))
 		scan_start(w, u->root, path, rel, false, true);
-	return true;
+	return reported;
 }
 
 /* Is u still one of d's uses? (Handling one use may end a watch.) */
@@ -966,7 +959,8 @@ use_alive(struct kdir *d, struct use *u)
 }
 
 /* Hand one event to every use of its directory. skip: watches already
- * told (the other half of a move); told: where to record those told. */
+ * told (the other half of a move: they only keep their books); told:
+ * where to record the watches this event was reported to. */
 static void
 dispatch(struct kdir *d, uint32_t mask, const char *name, const char *other,
     struct pw **skip, size_t n_skip, struct pw ***told, size_t *n_told)
@@ -991,12 +985,10 @@ dispatch(struct kdir *d, uint32_t mask, const char *name, const char *other,
 
 		if (!use_alive(d, snap[i]))
 			continue;
-		for (size_t k = 0; k < n_skip; k++)
-			skipped |= skip[k] == snap[i]->w;
-		if (skipped)
-			continue;
 		w = snap[i]->w;
-		if (use_event(snap[i], mask, name, other) && told != NULL)
+		for (size_t k = 0; k < n_skip; k++)
+			skipped |= skip[k] == w;
+		if (use_event(snap[i], mask, name, other, !skipped) && told != NULL)
 			(*told)[(*n_told)++] = w;
 	}
 }
@@ -1073,6 +1065,10 @@ handle(const struct inotify_event *ie, const struct inotify_event *to)
 	if (ie->mask & IN_IGNORED) {
 		if (d != NULL)
 			kdir_gone(d);
+		/* A walk in flight may have met this directory before it went,
+		 * and will report it: then it must go again. */
+		if (scans_in_flight > 0)
+			hold(ie);
 		return;
 	}
 	if (to != NULL) {
@@ -1094,7 +1090,9 @@ handle(const struct inotify_event *ie, const struct inotify_event *to)
 			dispatch(dt, to->mask, to->name, from_path, told, n_told, NULL, NULL);
 		return;
 	}
-	if (d == NULL) {
+	/* Unknown, or known but unused (a directory moved, dropped, and
+	 * being walked again): a walk in flight may be about to claim it. */
+	if (d == NULL || d->refs == 0) {
 		if (scans_in_flight > 0)
 			hold(ie);
 		return;
@@ -1173,7 +1171,7 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------- walks */
 
-static void
+static struct scan *
 scan_start(struct pw *w, int root, const char *path, const char *rel, bool establish,
     bool report)
 {
@@ -1194,6 +1192,7 @@ scan_start(struct pw *w, int root, const char *path, const char *rel, bool estab
 	LIST_INSERT_HEAD(&w->scans, s, w_link);
 	scans_in_flight++;
 	workers_submit(scan_run, scan_done, s);
+	return s;
 }
 
 /* Answer the create request once every root is established. */
@@ -1251,7 +1250,7 @@ scan_done(void *arg)
 		limit = s->err == ENOSPC || s->err == EMFILE;
 	}
 	if (why != NULL) {
-		if (w->establishing > 0) {
+		if (s->initial) {
 			if (w->fail == NULL) {
 				w->fail = strdup(why);
 				w->fail_code = limit ?
@@ -1276,7 +1275,18 @@ scan_done(void *arg)
 	for (size_t i = 0; i < s->n_dirs && !w->ended; i++)
 		use_add(w, dirs[i], s->root, s->dirs[i].rel,
 		    s->is_file || s->awaiting ? s->only : NULL, s->awaiting);
-	if (w->establishing > 0) {
+	if (s->awaiting && s->appeared && !w->ended) {
+		struct use *u;
+
+		LIST_FOREACH(u, &w->uses, w_link)
+			if (u->awaiting && u->root == s->root)
+				break;
+		if (u != NULL) {
+			use_del(u);
+			scan_start(w, s->root, w->roots[s->root], "", true, true);
+		}
+	}
+	if (s->initial) {
 		pw_established(w);
 		goto out;
 	}
@@ -1409,7 +1419,7 @@ watch_path_op_create(struct conn *c, const Request *req, Reply *rep)
 	w->req_id = req->id;
 	w->establishing = (unsigned)w->n_roots;
 	for (size_t i = 0; i < w->n_roots; i++)
-		scan_start(w, (int)i, w->roots[i], "", true, false);
+		scan_start(w, (int)i, w->roots[i], "", true, false)->initial = true;
 	return OP_DEFERRED;
 }
 

@@ -229,3 +229,26 @@ changes() {
 	done
 	[ "$(stat_value kernel_watches)" = 0 ]
 }
+
+@test "a directory moved inside a recursive watch is still watched at its new place" {
+	mkdir -p "$D/a/x"
+	follow "$TESTDIR/out" -r "$D"
+	mv "$D/a" "$D/b"
+	echo 1 >"$D/b/file1"
+	echo 2 >"$D/b/x/file2"
+	wait_for_line "$TESTDIR/out" "\"$D/b/x/file2\""
+	wait_for_line "$TESTDIR/out" "\"$D/b/file1\""
+	moved=$(grep '"moved"' "$TESTDIR/out" | jq -r '.path_changed.changes[0] | "\(.old_path) \(.path)"')
+	[ "$moved" = "$D/a $D/b" ]
+	! grep -q "\"$D/a/x" "$TESTDIR/out"
+}
+
+@test "with --include, a rename into a matching name is reported (atomic save)" {
+	follow "$TESTDIR/out" "$D" --include '*.txt'
+	echo x >"$D/a.tmp"
+	mv "$D/a.tmp" "$D/a.txt"
+	wait_for_line "$TESTDIR/out" '"moved"'
+	moved=$(grep '"moved"' "$TESTDIR/out" | jq -r '.path_changed.changes[0] | "\(.old_path) \(.path)"')
+	[ "$moved" = "$D/a.tmp $D/a.txt" ]
+	! grep -q '"created"' "$TESTDIR/out"
+}
