@@ -94,6 +94,7 @@ waitreq_free(struct waitreq *w)
 		TAILQ_REMOVE(&w->o->waits, w, obj_link);
 	LIST_REMOVE(w, conn_link);
 	w->c->n_waits--;
+	stats.waits--;
 	if (w->timeout != NULL)
 		event_free(w->timeout);
 	free(w);
@@ -517,6 +518,7 @@ objects_op_wait(struct conn *c, const Request *req, Reply *rep)
 	TAILQ_INSERT_TAIL(&o->waits, w, obj_link);
 	LIST_INSERT_HEAD(&c->waits, w, conn_link);
 	c->n_waits++;
+	stats.waits++;
 	return OP_DEFERRED;
 }
 

@@ -142,6 +142,7 @@ stats_op_stats(struct conn *c, const Request *req, Reply *rep)
 	s->retain_bytes_limit = cfg.retain_bytes;
 	s->tasks = stats.active[WAITER__V1__OBJECT_KIND__OBJECT_KIND_TASK];
 	s->watches = stats.active[WAITER__V1__OBJECT_KIND__OBJECT_KIND_WATCH];
+	s->waits = stats.waits;
 	s->kernel_watches = watch_path_kernel_watches();
 	stats_lag(&s->loop_lag_p50_us, &s->loop_lag_p99_us, &s->loop_lag_max_us);
 	s->slow_laps = stats.slow_laps;

@@ -24,6 +24,7 @@ struct stats {
 	uint64_t bad_requests;
 	uint64_t objects;          /* active objects */
 	uint64_t active[8];        /* active objects by Waiter__V1__ObjectKind */
+	uint64_t waits;            /* pending Wait requests */
 	uint64_t finished_objects;
 	uint64_t events_published;
 	uint64_t events_delivered;

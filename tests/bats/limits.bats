@@ -86,10 +86,19 @@ teardown() { daemon_teardown; }
 
 @test "5,000 waiters on one timer are all answered, a lap at a time, even with --keep-finished 0" {
 	start_daemon --keep-finished 0
-	id=$("$WAITER" after 300ms)
-	run "$WRAW" "$WAITER_SOCKET" hello read "waits:$id:5000"
-	assert_success
-	[ "$(echo "$output" | grep -c '^reply id=[0-9]* ok wait$')" -eq 5000 ]
+	id=$("$WAITER" after 1h)
+	"$WRAW" "$WAITER_SOCKET" hello read "waits:$id:5000" >"$TESTDIR/out" &
+	wraw=$!
+	# Fire it only once all 5,000 wait (an `after` could fire first).
+	for _ in $(seq 1 1500); do
+		[ "$(stat_value waits)" = 5000 ] && break
+		sleep 0.02
+	done
+	[ "$(stat_value waits)" = 5000 ]
+	"$WAITER" cancel "$id"
+	wait "$wraw"
+	[ "$(grep -c '^reply id=[0-9]* ok wait$' "$TESTDIR/out")" -eq 5000 ]
+	[ "$(stat_value waits)" = 0 ]
 	# Once answered, the finished timer is forgotten as configured.
 	[ "$(stat_value finished_objects)" = 0 ]
 	run "$WAITER" wait "$id"

@@ -21,7 +21,7 @@
  *   endpoints:N:E    create N endpoint watches of E (tcp:HOST:PORT or
  *                    unix:PATH; lifetime daemon), read and print the replies
  *   waits:ID:N       send N Waits for ID without a timeout; print the
- *                    replies that come back within a second
+ *                    replies until all N came (or 30 s of silence)
  *   wait:ID          send one Wait for ID (no timeout), read nothing
  *   shut             shut down our writing side (a half-close)
  *   split            send the following steps one byte per write
@@ -305,8 +305,14 @@ step(int *fd, const char *path, const char *s)
 			req.wait = &w;
 			send_request(*fd, &req);
 		}
-		while (read_one(*fd, 1000) >= 1)
-			;
+		/* Until every one is answered (or 30 s pass without a word). */
+		for (long got = 0; got < n;) {
+			int r = read_one(*fd, 30000);
+
+			if (r < 1)
+				break;
+			got += r == 1;
+		}
 	} else if (strncmp(s, "op:", 3) == 0) {
 		/* id=7 (field 1 varint), then field FIELD as an empty message */
 		unsigned field = (unsigned)strtoul(arg, NULL, 10);
