@@ -1100,11 +1100,30 @@ handle(const struct inotify_event *ie, const struct inotify_event *to)
 	dispatch(d, ie->mask, name, NULL, NULL, 0, NULL, NULL);
 }
 
+/* A held event as inotify gave it, name included. */
+struct held_event {
+	struct inotify_event ie;
+	char name[NAME_MAX + 1];
+};
+
+static void
+held_event(struct held_event *e, const struct held *h)
+{
+	memset(e, 0, sizeof *e);
+	e->ie.wd = h->wd;
+	e->ie.mask = h->mask;
+	e->ie.cookie = h->cookie;
+	if (h->name != NULL) {
+		snprintf(e->name, sizeof e->name, "%s", h->name);
+		e->ie.len = (uint32_t)strlen(e->name) + 1;
+	}
+}
+
 static void
 replay_held(void)
 {
 	STAILQ_HEAD(, held) mine = STAILQ_HEAD_INITIALIZER(mine);
-	struct held *h;
+	struct held *h, *h2;
 
 	if (held_overflow && scans_in_flight == 0) {
 		held_overflow = false;
@@ -1113,21 +1132,22 @@ replay_held(void)
 	STAILQ_CONCAT(&mine, &held);
 	n_held = 0;
 	while ((h = STAILQ_FIRST(&mine)) != NULL) {
-		struct {
-			struct inotify_event ie;
-			char name[NAME_MAX + 1];
-		} e;
+		struct held_event e[2];
 
 		STAILQ_REMOVE_HEAD(&mine, link);
-		memset(&e, 0, sizeof e);
-		e.ie.wd = h->wd;
-		e.ie.mask = h->mask;
-		e.ie.cookie = h->cookie;
-		if (h->name != NULL) {
-			snprintf(e.name, sizeof e.name, "%s", h->name);
-			e.ie.len = (uint32_t)strlen(e.name) + 1;
+		held_event(&e[0], h);
+		/* The two halves of a move were held together: keep them so. */
+		h2 = STAILQ_FIRST(&mine);
+		if ((h->mask & IN_MOVED_FROM) && h2 != NULL && (h2->mask & IN_MOVED_TO) &&
+		    h2->cookie == h->cookie) {
+			STAILQ_REMOVE_HEAD(&mine, link);
+			held_event(&e[1], h2);
+			handle(&e[0].ie, &e[1].ie);
+			free(h2->name);
+			free(h2);
+		} else {
+			handle(&e[0].ie, NULL); /* held again if unknown and walks run */
 		}
-		handle(&e.ie, NULL);    /* held again if still unknown and walks run */
 		free(h->name);
 		free(h);
 	}
