@@ -290,7 +290,7 @@ ep_resolve(struct ep_watch *w)
 	snprintf(j->port, sizeof j->port, "%s", w->port);
 	w->job = j;
 	w->state = EP_RESOLVING;
-	workers_submit(ep_resolve_fn, ep_resolve_done, j);
+	workers_submit(WORKERS_RESOLVE, ep_resolve_fn, ep_resolve_done, j);
 }
 
 /* A TCP connect to a free port in the ephemeral range can pick that very

@@ -1211,7 +1211,7 @@ scan_start(struct pw *w, int root, const char *path, const char *rel, bool estab
 	s->n_exclude = w->n_exclude;
 	LIST_INSERT_HEAD(&w->scans, s, w_link);
 	scans_in_flight++;
-	workers_submit(scan_run, scan_done, s);
+	workers_submit(WORKERS_WALK, scan_run, scan_done, s);
 	return s;
 }
 

@@ -17,6 +17,7 @@
 #include "workers.h"
 
 struct job {
+	enum workers_class cls;
 	void (*fn)(void *);
 	void (*done)(void *);
 	void *arg;
@@ -32,6 +33,23 @@ static pthread_cond_t more = PTHREAD_COND_INITIALIZER;
 static struct jobq todo = STAILQ_HEAD_INITIALIZER(todo);   /* under lock */
 static struct jobq done = STAILQ_HEAD_INITIALIZER(done);   /* under lock */
 static bool stopping;                                       /* under lock */
+static unsigned running[WORKERS_CLASSES];                   /* under lock */
+static const unsigned class_max[WORKERS_CLASSES] = {
+	[WORKERS_RESOLVE] = WORKERS_RESOLVE_MAX,
+	[WORKERS_WALK] = WORKERS_WALK_MAX,
+};
+
+/* The oldest queued job whose class has a thread to spare, or NULL. */
+static struct job *
+next_job(void)
+{
+	struct job *j;
+
+	STAILQ_FOREACH(j, &todo, link)
+		if (running[j->cls] < class_max[j->cls])
+			return j;
+	return NULL;
+}
 static unsigned pending;                                    /* loop thread only */
 static int efd = -1;            /* written by workers when a job is done */
 static struct event *done_ev;
@@ -45,14 +63,17 @@ worker_main(void *unused)
 	(void)unused;
 	pthread_mutex_lock(&lock);
 	for (;;) {
-		while (STAILQ_EMPTY(&todo) && !stopping)
+		while ((j = next_job()) == NULL && !(stopping && STAILQ_EMPTY(&todo)))
 			pthread_cond_wait(&more, &lock);
-		if ((j = STAILQ_FIRST(&todo)) == NULL)
+		if (j == NULL)
 			break;          /* stopping, and nothing left to do */
-		STAILQ_REMOVE_HEAD(&todo, link);
+		STAILQ_REMOVE(&todo, j, job, link);
+		running[j->cls]++;
 		pthread_mutex_unlock(&lock);
 		j->fn(j->arg);
 		pthread_mutex_lock(&lock);
+		running[j->cls]--;
+		pthread_cond_broadcast(&more);  /* a job of its class may go now */
 		STAILQ_INSERT_TAIL(&done, j, link);
 		/* An eventfd counter cannot overflow at our rates; EAGAIN
 		 * would only mean it is already readable. */
@@ -115,12 +136,14 @@ workers_init(void)
 }
 
 void
-workers_submit(void (*fn)(void *), void (*done_fn)(void *), void *arg)
+workers_submit(enum workers_class cls, void (*fn)(void *), void (*done_fn)(void *),
+    void *arg)
 {
 	struct job *j = calloc(1, sizeof *j);
 
 	if (j == NULL)
 		fatal("calloc");
+	j->cls = cls;
 	j->fn = fn;
 	j->done = done_fn;
 	j->arg = arg;

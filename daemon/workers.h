@@ -14,10 +14,21 @@
 
 #define WORKERS_THREADS 4       /* enough to overlap slow lookups; not a CPU pool */
 
+/* Kinds of job, each with at most so many threads, so that four slow
+ * name lookups cannot hold up every directory walk, nor walks lookups. */
+enum workers_class {
+	WORKERS_RESOLVE,        /* getaddrinfo: may wait seconds on the network */
+	WORKERS_WALK,           /* directory walks: may be long on large trees */
+	WORKERS_CLASSES
+};
+#define WORKERS_RESOLVE_MAX 2
+#define WORKERS_WALK_MAX 3
+
 void workers_init(void);
 /* At exit: finish the queued jobs, run their done callbacks, stop. */
 void workers_free(void);
-void workers_submit(void (*fn)(void *), void (*done)(void *), void *arg);
+void workers_submit(enum workers_class cls, void (*fn)(void *), void (*done)(void *),
+    void *arg);
 /* Jobs submitted whose done has not run yet. */
 unsigned workers_pending(void);
 
