@@ -108,10 +108,16 @@ class EventStream:
     def __aiter__(self) -> "EventStream":
         return self
 
-    async def __anext__(self) -> Event:
+    async def start(self) -> "EventStream":
+        """Send the Subscribe now (the first iteration does it otherwise), so
+        that events published from here on are not missed."""
         if self._start is not None:
             start, self._start = self._start, None
             await start()
+        return self
+
+    async def __anext__(self) -> Event:
+        await self.start()
         st = self._state
         while not st.done:
             raw = await self._client._next_event(st.matches, block=not self._finishing)
