@@ -350,6 +350,7 @@ class EventBuffer:
         self._q: Deque[pb.Event] = deque()
         self.limit = limit
         self.dropped = 0
+        self.replay_since: Optional[int] = None
 
     def add(self, ev: pb.Event) -> None:
         """Keep an event for a consumer."""
@@ -357,6 +358,23 @@ class EventBuffer:
         if len(self._q) > self.limit:
             self._q.popleft()
             self.dropped += 1
+
+    def expect_replay(self, since: Optional[int]) -> None:
+        """A Subscribe replaying after ``since`` is being sent: see on_reply."""
+        self.replay_since = since
+
+    def on_reply(self, reply: pb.Reply) -> None:
+        """Called by the reader for each Reply, in stream order. At the
+        SubscribeReply of a replay, drop the buffered events the replay sends
+        again (it replays owned events too), so none comes twice."""
+        since = self.replay_since
+        if since is not None and reply.WhichOneof("result") == "subscribe":
+            self.replay_since = None
+            self.drop(lambda ev: ev.seq > since)
+
+    def drop(self, pred: Callable[[pb.Event], bool]) -> None:
+        """Forget every buffered event that ``pred`` accepts."""
+        self._q = deque(ev for ev in self._q if not pred(ev))
 
     def take(self, pred: Callable[[pb.Event], bool]) -> Optional[pb.Event]:
         """Remove and return the oldest event that ``pred`` accepts."""
@@ -385,6 +403,11 @@ class StreamState:
         self.replayed = False
         self.done = False
 
+    def subscribed(self, since: Optional[int], last_seq: int) -> None:
+        """After the SubscribeReply: a live stream starts after ``last_seq``
+        (older buffered events are skipped), a replay after ``since``."""
+        self.last_seq = last_seq if since is None else since
+
     def matches(self, ev: pb.Event) -> bool:
         """Is this event for this stream?"""
         if ev.kind in MARKERS or ev.kind == pb.EVENT_KIND_SHUTDOWN:
@@ -403,7 +426,9 @@ class StreamState:
         if ev.kind == pb.EVENT_KIND_EVENTS_LOST:
             self.last_seq = max(self.last_seq, ev.events_lost.to_seq)
             raise EventsLost(ev.events_lost.from_seq, ev.events_lost.to_seq)
-        self.last_seq = max(self.last_seq, ev.seq)
+        if ev.seq and ev.seq <= self.last_seq:
+            return None                     # had it already (a replay again)
+        self.last_seq = ev.seq
         if ev.kind == pb.EVENT_KIND_SHUTDOWN or (self.object_id and is_final(ev)):
             self.done = True
         return Event.from_pb(ev)

@@ -236,6 +236,7 @@ class Client:
                         self._fail(err)
                         return
                     else:
+                        self._events.on_reply(m.reply)
                         fut = self._pending.pop(m.reply.id, None)
                         if fut is not None and not fut.done():
                             fut.set_result(m.reply)
@@ -299,8 +300,11 @@ class Client:
 
         async def active() -> bool:
             return (await self.get(h.id)).info.active
-        return EventStream(self, state, lambda: self._run(_ops.subscribe(0, None, [h.id])),
-                           active)
+
+        async def start() -> None:
+            self._events.expect_replay(0)
+            await self._run(_ops.subscribe(0, None, [h.id]))
+        return EventStream(self, state, start, active)
 
     # ------------------------------------------------------------ the API
 
@@ -434,8 +438,13 @@ class Client:
         """Subscribe and async-iterate (see waiter.Client.events). The
         Subscribe is sent when iteration starts: ``async for ev in w.events()``."""
         idl = [int(i) for i in ids or ()]
-        return EventStream(self, StreamState(kinds, idl),
-                           lambda: self._run(_ops.subscribe(since, kinds, idl)))
+        state = StreamState(kinds, idl)
+
+        async def start() -> None:
+            self._events.expect_replay(since)
+            r = await self._run(_ops.subscribe(since, kinds, idl))
+            state.subscribed(since, r.last_seq)
+        return EventStream(self, state, start)
 
     async def unsubscribe(self) -> None:
         """End the subscription."""

@@ -239,6 +239,7 @@ class Client:
                 self._die(f"waiterd closed the connection: {err}")
                 raise err
             else:
+                self._events.on_reply(m.reply)
                 self._replies[m.reply.id] = m.reply
         return True
 
@@ -289,7 +290,9 @@ class Client:
         state = StreamState(object_id=h.id)
         if h.owned and getattr(h, "_conn", None) == self.connection_id:
             return EventStream(self, state)
-        self._run(_ops.subscribe(0, None, [h.id]))
+        with self._lock:
+            self._events.expect_replay(0)
+            self._run(_ops.subscribe(0, None, [h.id]))
         return EventStream(self, state, check=lambda: self.get(h.id).info.active)
 
     # ------------------------------------------------------------ the API
@@ -428,8 +431,12 @@ class Client:
         ``ids`` filter. A connection has one subscription; a new call
         replaces it. Events of objects this client created come as well."""
         idl = [self._run(_ops.resolve(x)) for x in ids or ()]
-        self._run(_ops.subscribe(since, kinds, idl))
-        return EventStream(self, StreamState(kinds, idl))
+        state = StreamState(kinds, idl)
+        with self._lock:
+            self._events.expect_replay(since)
+            r = self._run(_ops.subscribe(since, kinds, idl))
+            state.subscribed(since, r.last_seq)
+        return EventStream(self, state)
 
     def unsubscribe(self) -> None:
         """End the subscription (owned objects' events keep coming)."""
