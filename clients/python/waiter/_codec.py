@@ -1,0 +1,448 @@
+"""The wire side shared by waiter.Client and waiter.aio: socket path, framing,
+conversions between protobuf messages and Python values, the event buffer
+and the rules of an event stream. Nothing here does I/O."""
+
+import os
+import struct
+import types
+from collections import deque
+from dataclasses import dataclass, field
+from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List,
+                    Optional, Sequence, Union)
+
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+
+from . import waiter_pb2 as pb
+from .errors import EventsLost, InvalidArgument, ProtocolError
+
+PROTOCOL_VERSION = 1            # the Hello version this client speaks
+HEADER = struct.Struct(">I")    # 4-byte big-endian frame length
+FRAME_HARD_MAX = 64 << 20       # no daemon frame is larger (proto/frame.h)
+EVENT_BUFFER_LIMIT = 65536      # events kept unread before the oldest are dropped
+US = 1_000_000
+
+Seconds = Union[int, float]
+IdLike = Union[int, str, "Handle"]
+
+
+# ------------------------------------------------------------ socket path
+
+def socket_path(path: Optional[str] = None) -> str:
+    """The socket path the CLI would use: ``path``, else ``$WAITER_SOCKET``,
+    else ``$XDG_RUNTIME_DIR/waiter/waiterd.sock`` (when it starts with ``/``),
+    else ``/tmp/waiter-$EUID/waiterd.sock``."""
+    if path:
+        return os.fspath(path)
+    env = os.environ.get("WAITER_SOCKET")
+    if env:
+        return env
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    if xdg.startswith("/"):
+        return f"{xdg}/waiter/waiterd.sock"
+    return f"/tmp/waiter-{os.geteuid()}/waiterd.sock"
+
+
+# ---------------------------------------------------------------- framing
+
+def encode(req: pb.Request) -> bytes:
+    """One frame: the length prefix and the serialized Request."""
+    body = req.SerializeToString()
+    return HEADER.pack(len(body)) + body
+
+
+class Decoder:
+    """Cuts a byte stream into ServerMessages."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> List[pb.ServerMessage]:
+        """Add bytes read from the socket; return the messages now complete."""
+        self._buf += data
+        out = []
+        while len(self._buf) >= HEADER.size:
+            (n,) = HEADER.unpack_from(self._buf)
+            if n > FRAME_HARD_MAX:
+                raise ProtocolError(f"waiterd sent a frame of {n} bytes, "
+                                    f"more than {FRAME_HARD_MAX}")
+            if len(self._buf) < HEADER.size + n:
+                break
+            m = pb.ServerMessage()
+            try:
+                m.ParseFromString(bytes(self._buf[HEADER.size:HEADER.size + n]))
+            except DecodeError as e:
+                raise ProtocolError(f"waiterd sent an undecodable message: {e}") from e
+            del self._buf[:HEADER.size + n]
+            out.append(m)
+        return out
+
+
+# ------------------------------------------------------- values and enums
+
+def to_us(seconds: Optional[Seconds], what: str = "duration") -> int:
+    """Seconds (float) to wire microseconds; None is 0 (not set)."""
+    if seconds is None:
+        return 0
+    if seconds < 0:
+        raise InvalidArgument(f"{what} must not be negative, got {seconds}")
+    return int(round(seconds * US))
+
+
+_prefixes: Dict[str, str] = {}
+
+
+def _prefix(enum: EnumDescriptor) -> str:
+    p = _prefixes.get(enum.full_name)
+    if p is None:
+        p = os.path.commonprefix([v.name for v in enum.values])
+        p = p[:p.rfind("_") + 1]
+        _prefixes[enum.full_name] = p
+    return p
+
+
+def enum_name(enum: EnumDescriptor, value: int) -> Union[str, int]:
+    """``TASK_STATE_SUCCEEDED`` as ``"succeeded"``; an unknown value stays an int."""
+    v = enum.values_by_number.get(value)
+    return v.name[len(_prefix(enum)):].lower() if v is not None else value
+
+
+def enum_value(enum: EnumDescriptor, x: Union[str, int]) -> int:
+    """``"timer_fired"`` (or the full name, or the number) as the enum's number."""
+    if isinstance(x, int):
+        return x
+    name = str(x).upper().replace("-", "_")
+    v = enum.values_by_name.get(name) or enum.values_by_name.get(_prefix(enum) + name)
+    if v is None:
+        known = ", ".join(str(enum_name(enum, n)) for n in enum.values_by_number)
+        raise InvalidArgument(f"unknown {enum.name} {x!r} (known: {known})")
+    return v.number
+
+
+class Record(types.SimpleNamespace):
+    """A protobuf message as plain attributes: enums as lower-case names,
+    ``*_us`` fields as seconds (float) without the suffix, nested messages as
+    Records, repeated fields as lists, unset oneof members left out."""
+
+
+def to_record(msg: Message) -> Record:
+    """Convert any message of waiter.proto to a Record."""
+    out: Dict[str, Any] = {}
+    for f in msg.DESCRIPTOR.fields:
+        if f.containing_oneof is not None and not msg.HasField(f.name):
+            continue
+        name, value = f.name, getattr(msg, f.name)
+        if f.label == FieldDescriptor.LABEL_REPEATED:
+            value = [_value(f, v) for v in value]
+        elif f.type == FieldDescriptor.TYPE_MESSAGE and not msg.HasField(f.name):
+            value = None
+        else:
+            value = _value(f, value)
+        if name.endswith("_us"):
+            name = name[:-3]
+        out[name] = value
+    return Record(**out)
+
+
+def _value(f: FieldDescriptor, v: Any) -> Any:
+    if f.type == FieldDescriptor.TYPE_MESSAGE:
+        return to_record(v)
+    if f.type == FieldDescriptor.TYPE_ENUM:
+        return enum_name(f.enum_type, v)
+    if f.name.endswith("_us"):
+        return v / US
+    return v
+
+
+def oneof_record(msg: Message, oneof: str) -> Optional[Record]:
+    """The set member of a oneof as a Record (None when none is set)."""
+    which = msg.WhichOneof(oneof)
+    return to_record(getattr(msg, which)) if which else None
+
+
+# ------------------------------------------------------------------ values
+
+@dataclass
+class Event:
+    """One event: ``seq`` (0 for markers), ``object_id``, ``kind`` (e.g.
+    ``"timer_fired"``, ``"task_done"``), ``time`` (epoch seconds), ``body``
+    (a Record of the kind's message, e.g. ``body.fire_count``,
+    ``body.changes[0].path``, ``body.data``; None for kinds without one) and
+    ``raw``, the protobuf message."""
+    seq: int
+    object_id: int
+    kind: Union[str, int]
+    time: float
+    body: Optional[Record]
+    raw: Any = field(repr=False)
+
+    @classmethod
+    def from_pb(cls, ev: pb.Event) -> "Event":
+        """Convert a waiter.v1.Event."""
+        return cls(ev.seq, ev.object_id, enum_name(pb.EventKind.DESCRIPTOR, ev.kind),
+                   ev.time_us / US, oneof_record(ev, "body"), ev)
+
+    @property
+    def final(self) -> bool:
+        """True when this event ends its object (or the daemon)."""
+        return is_final(self.raw)
+
+
+@dataclass
+class ObjectInfo:
+    """What the daemon knows of an object: ``id``, ``kind`` (``"timer"``,
+    ``"task"``, ``"watch"``), ``name``, ``state`` (``"active"``,
+    ``"completed"``, ``"cancelled"``, ``"failed"``), ``lifetime``
+    (``"connection"``, ``"daemon"``), ``created`` (epoch seconds),
+    ``owner_connection``, one of ``timer``/``task``/``watch`` (Records of
+    TimerInfo, TaskInfo, WatchInfo), and after a wait, ``last_event``."""
+    id: int
+    kind: Union[str, int]
+    name: str
+    state: Union[str, int]
+    lifetime: Union[str, int]
+    created: float
+    owner_connection: int
+    timer: Optional[Record] = None
+    task: Optional[Record] = None
+    watch: Optional[Record] = None
+    last_event: Optional[Event] = None
+    raw: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_pb(cls, o: pb.ObjectInfo, last_event: Optional[pb.Event] = None) -> "ObjectInfo":
+        """Convert a waiter.v1.ObjectInfo (and a WaitReply's last_event)."""
+        detail = o.WhichOneof("detail")
+        info = cls(o.id, enum_name(pb.ObjectKind.DESCRIPTOR, o.kind), o.name,
+                   enum_name(pb.ObjectState.DESCRIPTOR, o.state),
+                   enum_name(pb.Lifetime.DESCRIPTOR, o.lifetime), o.created_us / US,
+                   o.owner_connection, raw=o)
+        if detail:
+            setattr(info, detail, to_record(getattr(o, detail)))
+        if last_event is not None:
+            info.last_event = Event.from_pb(last_event)
+        return info
+
+    @property
+    def active(self) -> bool:
+        """True while the object has not finished."""
+        return self.raw.state == pb.OBJECT_STATE_ACTIVE
+
+
+@dataclass
+class Logs:
+    """A task's captured output: the kept tails of ``stdout`` and ``stderr``
+    (bytes), the bytes dropped from their heads, ``done`` (the task has
+    ended) and ``last_seq`` (follow with ``events(since=last_seq, ids=[id])``)."""
+    stdout: bytes
+    stderr: bytes
+    stdout_dropped: int
+    stderr_dropped: int
+    last_seq: int
+    done: bool
+
+
+@dataclass
+class TaskResult:
+    """How a task ended. ``state`` is ``"succeeded"``, ``"failed"``,
+    ``"timed_out"``, ``"cancelled"`` or ``"dependency_failed"``;
+    ``exit_code`` is valid when ``signal`` is 0; ``stdout``/``stderr`` are
+    the kept tails; ``duration`` is seconds from start to end (0 if it never
+    ran); ``error`` says why it could not start; ``info`` is the ObjectInfo."""
+    id: int
+    state: Union[str, int]
+    exit_code: int
+    signal: int
+    stdout: bytes
+    stderr: bytes
+    duration: float
+    error: str
+    info: ObjectInfo = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the task exited 0."""
+        return self.state == "succeeded"
+
+    @classmethod
+    def build(cls, info: ObjectInfo, logs: Logs) -> "TaskResult":
+        """Combine a finished task's ObjectInfo and its logs."""
+        t = info.raw.task
+        dur = (t.ended_us - t.started_us) / US if t.started_us and t.ended_us else 0.0
+        return cls(info.id, enum_name(pb.TaskState.DESCRIPTOR, t.state), t.exit_code,
+                   t.signal, logs.stdout, logs.stderr, dur, t.error, info)
+
+
+# --------------------------------------------------------------- handles
+
+class Handle:
+    """Base of Timer, Watch and Task: an object of the daemon seen from one
+    client. ``id`` and ``name`` identify it; ``info`` is the ObjectInfo as of
+    its creation or last refresh; ``existed`` is True when a create found an
+    object of that name instead of making one."""
+
+    kind = "object"
+
+    def __init__(self, client: Any, info: ObjectInfo, owned: bool, existed: bool = False) -> None:
+        self._client = client
+        self.info = info
+        self.id: int = info.id
+        self.name: str = info.name
+        self.owned = owned
+        self.existed = existed
+
+    def __int__(self) -> int:
+        return self.id
+
+    def __index__(self) -> int:
+        return self.id
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Handle) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        name = f" name={self.name!r}" if self.name else ""
+        return f"<{type(self).__name__} {self.id}{name} {self.info.state}>"
+
+
+def object_id(x: IdLike) -> Union[int, str]:
+    """An id from an int, a handle, or a name (returned as a str to look up)."""
+    if isinstance(x, Handle):
+        return x.id
+    if isinstance(x, bool):
+        raise InvalidArgument("an object id must be an int, a name or an object")
+    if isinstance(x, int):
+        return x
+    if isinstance(x, str):
+        return int(x) if x.isdigit() else x
+    raise InvalidArgument(f"not an object id or name: {x!r}")
+
+
+# ------------------------------------------------------------------ events
+
+_FINAL_KINDS = {pb.EVENT_KIND_CANCELLED, pb.EVENT_KIND_TASK_DONE, pb.EVENT_KIND_WATCH_ENDED,
+                pb.EVENT_KIND_PROCESS_EXITED, pb.EVENT_KIND_ENDPOINT_READY,
+                pb.EVENT_KIND_WATCH_TIMED_OUT, pb.EVENT_KIND_SHUTDOWN}
+MARKERS = {pb.EVENT_KIND_EVENTS_LOST, pb.EVENT_KIND_REPLAY_DONE}
+
+
+def is_final(ev: pb.Event) -> bool:
+    """Does this event end its object?"""
+    if ev.kind in _FINAL_KINDS:
+        return True
+    if ev.kind == pb.EVENT_KIND_TIMER_FIRED:
+        return ev.timer_fired.last
+    if ev.kind == pb.EVENT_KIND_PATH_CHANGED:
+        return ev.path_changed.last
+    return False
+
+
+class EventBuffer:
+    """Events read from the connection and not yet taken by a consumer.
+    Consumers take the first event their predicate accepts, so an object's
+    iterator and the client's stream each get their own. Past ``limit``
+    unread events the oldest is dropped (``dropped`` counts them)."""
+
+    def __init__(self, limit: int = EVENT_BUFFER_LIMIT) -> None:
+        self._q: Deque[pb.Event] = deque()
+        self.limit = limit
+        self.dropped = 0
+        self.replay_since: Optional[int] = None
+
+    def add(self, ev: pb.Event) -> None:
+        """Keep an event for a consumer."""
+        self._q.append(ev)
+        if len(self._q) > self.limit:
+            self._q.popleft()
+            self.dropped += 1
+
+    def expect_replay(self, since: Optional[int]) -> None:
+        """A Subscribe replaying after ``since`` is being sent: see on_reply."""
+        self.replay_since = since
+
+    def on_reply(self, reply: pb.Reply) -> None:
+        """Called by the reader for each Reply, in stream order. At the
+        SubscribeReply of a replay, drop the buffered events the replay sends
+        again (it replays owned events too), so none comes twice."""
+        since = self.replay_since
+        if since is not None and reply.WhichOneof("result") == "subscribe":
+            self.replay_since = None
+            self.drop(lambda ev: ev.seq > since)
+
+    def drop(self, pred: Callable[[pb.Event], bool]) -> None:
+        """Forget every buffered event that ``pred`` accepts."""
+        self._q = deque(ev for ev in self._q if not pred(ev))
+
+    def take(self, pred: Callable[[pb.Event], bool]) -> Optional[pb.Event]:
+        """Remove and return the oldest event that ``pred`` accepts."""
+        for i, ev in enumerate(self._q):
+            if pred(ev):
+                del self._q[i]
+                return ev
+        return None
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+
+class StreamState:
+    """The rules of one event stream, for both clients: which events it
+    takes, when it ends, and what it does with markers. ``object_id`` set:
+    the events of one object until the one that ends it. Otherwise the
+    connection's subscription, filtered by ``kinds`` and ``ids``."""
+
+    def __init__(self, kinds: Optional[Iterable[Union[str, int]]] = None,
+                 ids: Optional[Iterable[IdLike]] = None, object_id: int = 0) -> None:
+        self.kinds = {enum_value(pb.EventKind.DESCRIPTOR, k) for k in kinds} if kinds else set()
+        self.ids = {int(i) for i in ids} if ids else set()      # type: ignore[arg-type]
+        self.object_id = object_id
+        self.last_seq = 0
+        self.replayed = False
+        self.done = False
+
+    def subscribed(self, since: Optional[int], last_seq: int) -> None:
+        """After the SubscribeReply: a live stream starts after ``last_seq``
+        (older buffered events are skipped), a replay after ``since``."""
+        self.last_seq = last_seq if since is None else since
+
+    def matches(self, ev: pb.Event) -> bool:
+        """Is this event for this stream?"""
+        if ev.kind in MARKERS or ev.kind == pb.EVENT_KIND_SHUTDOWN:
+            return True
+        if self.object_id:
+            return ev.object_id == self.object_id
+        return ((not self.kinds or ev.kind in self.kinds) and
+                (not self.ids or ev.object_id in self.ids))
+
+    def accept(self, ev: pb.Event) -> Optional[Event]:
+        """The Event to hand to the user, or None to skip it (REPLAY_DONE).
+        Raises EventsLost for an EVENTS_LOST marker."""
+        if ev.kind == pb.EVENT_KIND_REPLAY_DONE:
+            self.replayed = True
+            return None
+        if ev.kind == pb.EVENT_KIND_EVENTS_LOST:
+            self.last_seq = max(self.last_seq, ev.events_lost.to_seq)
+            raise EventsLost(ev.events_lost.from_seq, ev.events_lost.to_seq)
+        if ev.seq and ev.seq <= self.last_seq:
+            return None                     # had it already (a replay again)
+        self.last_seq = ev.seq
+        if ev.kind == pb.EVENT_KIND_SHUTDOWN or (self.object_id and is_final(ev)):
+            self.done = True
+        return Event.from_pb(ev)
+
+
+def subscribe_request(since: Optional[int], kinds: Optional[Sequence[Union[str, int]]],
+                      ids: Optional[Sequence[IdLike]]) -> pb.Subscribe:
+    """The Subscribe message for events(since, kinds, ids)."""
+    sub = pb.Subscribe()
+    if since is not None:
+        sub.has_since = True
+        sub.since_seq = int(since)
+    for k in kinds or ():
+        sub.kinds.append(enum_value(pb.EventKind.DESCRIPTOR, k))
+    for i in ids or ():
+        sub.ids.append(int(i))      # type: ignore[arg-type]
+    return sub

@@ -1,0 +1,100 @@
+"""Event streams: replay with since, filters, resuming after a reconnect, a
+slow consumer that gets EventsLost, and unsubscribe."""
+
+import pytest
+
+import waiter
+
+from conftest import wait_until
+
+
+def test_replay_since_then_live(w, daemon):
+    a = w.after(0)
+    a.wait()
+    b = w.after(0)
+    b.wait()
+    with daemon.client() as c:
+        stream = c.events(since=0)
+        assert [(e.seq, e.object_id) for e in (next(stream), next(stream))] == [(1, a.id), (2, b.id)]
+        assert stream.last_seq == 2
+        live = w.after(0)                   # published after the replay
+        ev = next(stream)
+        assert (ev.seq, ev.object_id, ev.kind) == (3, live.id, "timer_fired")
+        assert isinstance(ev.time, float) and ev.body.fire_count == 1
+        again = c.events(since=2)           # only what came after seq 2
+        assert next(again).seq == 3
+
+
+def test_filters_kinds_and_ids(w, daemon):
+    fired = w.after(0)
+    fired.wait()
+    gone = w.after(3600)
+    gone.cancel()
+    with daemon.client() as c:
+        s = c.events(since=0, kinds=["cancelled"])
+        ev = next(s)
+        assert (ev.object_id, ev.kind, ev.body.reason) == (gone.id, "cancelled", "requested")
+        s = c.events(since=0, ids=[fired.id])
+        assert next(s).kind == "timer_fired"
+        c.unsubscribe()
+        assert c.stats().subscribers == 0
+
+
+def test_resume_after_reconnect(w, daemon):
+    c = daemon.client()
+    stream = c.events(since=0)
+    w.after(0).wait()
+    first = next(stream)
+    c.close()
+    missed = [w.after(0) for _ in range(3)]
+    for t in missed:
+        t.wait()
+    c.reconnect()
+    assert c.last_seq >= first.seq                       # the same daemon
+    resumed = c.events(since=stream.last_seq)
+    assert [next(resumed).object_id for _ in missed] == [t.id for t in missed]
+    c.close()
+
+
+def test_slow_consumer_gets_events_lost(start_daemon):
+    d = start_daemon("--max-output", "4096", "--retain-events", "200")
+    slow = d.client()
+    stream = slow.events()              # subscribed, and not reading
+    with d.client() as w:
+        wait_until(lambda: w.stats().subscribers == 1)
+        t = w.every(0.001, count=2000, lifetime="daemon")
+        w.close()
+    with d.client() as other:
+        other.wait(t.id)
+        end = other.after(0, lifetime="daemon")
+        end.wait()
+    seqs, lost = [], []
+    while True:
+        try:
+            ev = next(stream)
+        except waiter.EventsLost as e:
+            assert e.from_seq <= e.to_seq and e.from_seq > (seqs[-1] if seqs else 0)
+            lost.append(e)
+            continue                    # the stream goes on after the gap
+        seqs.append(ev.seq)
+        if ev.object_id == end.id:
+            break
+    assert lost and seqs == sorted(seqs)
+    assert len(seqs) + sum(e.to_seq - e.from_seq + 1 for e in lost) >= 2001
+    assert stream.last_seq == seqs[-1]
+    assert slow.stats().events_lost > 0
+    slow.close()
+
+
+def test_shutdown_event_ends_a_stream(daemon):
+    c = daemon.client()
+    s = c.events()
+    with daemon.client() as b:
+        wait_until(lambda: b.stats().subscribers == 1)
+        b.shutdown()
+    kinds = [e.kind for e in s]
+    assert kinds[-1] == "shutdown"
+    with pytest.raises(waiter.ConnectionLost):
+        next(c.events())
+    c.close()
+    daemon.kill()
