@@ -98,3 +98,16 @@ def test_shutdown_event_ends_a_stream(daemon):
         next(c.events())
     c.close()
     daemon.kill()
+
+
+def test_client_buffer_overflow_is_events_lost_not_silence(daemon):
+    # A client that keeps at most 4 unread events: the 10 fires it does not
+    # read become one EVENTS_LOST marker (their seq range) and the newest.
+    with waiter.Client(daemon.sock, event_buffer=4) as c:
+        timers = [c.after(0) for _ in range(10)]
+        timers[-1].wait()                   # every fire has been read by now
+        stream = timers[0].events()
+        with pytest.raises(waiter.EventsLost) as lost:
+            next(stream)
+        assert lost.value.from_seq == 1 and lost.value.to_seq >= 6
+        assert c._events.dropped >= 6

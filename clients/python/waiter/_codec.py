@@ -344,20 +344,42 @@ class EventBuffer:
     """Events read from the connection and not yet taken by a consumer.
     Consumers take the first event their predicate accepts, so an object's
     iterator and the client's stream each get their own. Past ``limit``
-    unread events the oldest is dropped (``dropped`` counts them)."""
+    unread events the oldest are dropped, never silently: they become one
+    EVENTS_LOST marker at the head, with their seq range, which every
+    stream raises as EventsLost (``dropped`` counts them)."""
 
     def __init__(self, limit: int = EVENT_BUFFER_LIMIT) -> None:
         self._q: Deque[pb.Event] = deque()
-        self.limit = limit
+        self.limit = max(2, limit)
         self.dropped = 0
         self.replay_since: Optional[int] = None
+        self._lost: Optional[pb.Event] = None   # our marker, while at the head
 
     def add(self, ev: pb.Event) -> None:
         """Keep an event for a consumer."""
         self._q.append(ev)
-        if len(self._q) > self.limit:
-            self._q.popleft()
+        while len(self._q) > self.limit:
+            old = self._q.popleft()
+            if old is self._lost:           # fold the next one into it
+                old = self._q.popleft()
+            else:
+                self._lost = None
             self.dropped += 1
+            if old.kind == pb.EVENT_KIND_EVENTS_LOST:
+                lo, hi = old.events_lost.from_seq, old.events_lost.to_seq
+            elif old.seq:
+                lo = hi = old.seq
+            else:
+                continue                    # a REPLAY_DONE marker
+            if self._lost is None:
+                self._lost = pb.Event(kind=pb.EVENT_KIND_EVENTS_LOST, time_us=old.time_us)
+                self._lost.events_lost.from_seq = lo
+                self._lost.events_lost.to_seq = hi
+            else:
+                lost = self._lost.events_lost
+                lost.from_seq = min(lost.from_seq, lo)
+                lost.to_seq = max(lost.to_seq, hi)
+            self._q.appendleft(self._lost)
 
     def expect_replay(self, since: Optional[int]) -> None:
         """A Subscribe replaying after ``since`` is being sent: see on_reply."""
@@ -381,6 +403,8 @@ class EventBuffer:
         for i, ev in enumerate(self._q):
             if pred(ev):
                 del self._q[i]
+                if ev is self._lost:
+                    self._lost = None
                 return ev
         return None
 
