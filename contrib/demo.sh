@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what waiter needs, build it, and run it on a real demo: a private
-# daemon (auto-started), timers from the shell, events, stats, shutdown.
+# daemon (auto-started), timers, tasks, watches, events, the Python client,
+# stats, shutdown.
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -36,6 +37,25 @@ b=$(waiter submit --after "$a" -- date)
 waiter wait "$b" && waiter logs "$b"
 say waiter tasks
 waiter tasks
+dir=$(mktemp -d)
+say 'w=$(waiter watch path "$dir" --once); touch "$dir/hello"; waiter wait "$w"'
+w=$(waiter watch path "$dir" --once)
+touch "$dir/hello"
+waiter wait "$w" && waiter events --since 0 --id "$w"
+say 'sleep 0.3 & waiter watch pid $! --wait'
+sleep 0.3 &
+waiter watch pid $! --wait && echo "process $! exited"
+say 'waiter watch tcp 127.0.0.1:9 --timeout 300ms --wait   # nothing listens there'
+waiter watch tcp 127.0.0.1:9 --timeout 300ms --wait || echo "exit status $?"
+rm -rf "$dir"
+say "python3 -c 'import waiter; ...'   # the Python client, same daemon"
+PYTHONPATH="$root/build/demo/python" /usr/bin/python3 -c '
+import waiter
+with waiter.Client() as w:
+    r = w.submit(["echo", "hello from python"]).wait()
+    print(r.state, r.exit_code, r.stdout.decode().strip())
+    print("timer fired:", w.after(0.2).wait().state)
+'
 say "waiter stats | grep -E 'loop_lag|events_'"
 waiter stats | grep -E 'loop_lag|events_'
 say waiter shutdown
