@@ -290,8 +290,9 @@ teardown() { daemon_teardown; }
 @test "--keep-finished-for forgets results after that long" {
 	stop_daemon
 	start_daemon --keep-finished-for 200ms
-	id=$("$WAITER" submit -- true)
-	"$WAITER" wait "$id"
+	# Submit and wait on one connection: a separate `wait` could come
+	# after the 200 ms.
+	id=$("$WAITER" submit --wait -- true)
 	for _ in $(seq 1 250); do
 		[ "$(stat_value finished_objects)" = 0 ] && break
 		sleep 0.02
