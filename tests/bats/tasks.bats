@@ -74,7 +74,7 @@ teardown() { daemon_teardown; }
 }
 
 @test "a timeout kills the whole process group" {
-	run "$WAITER" run --timeout 200ms --shell "sleep 1000 & echo \$! >$TESTDIR/child; wait"
+	run "$WAITER" run --timeout 500ms --shell "sleep 1000 & echo \$! >$TESTDIR/child; wait"
 	assert_failure 143
 	child=$(cat "$TESTDIR/child")
 	wait_gone "$child" 10
@@ -212,7 +212,7 @@ teardown() { daemon_teardown; }
 }
 
 @test "a timed-out task that exits 0 on TERM still fails, and its group is killed" {
-	run "$WAITER" run --timeout 200ms --shell "trap 'exit 0' TERM; sleep 1000 & echo \$! >$TESTDIR/child; wait"
+	run "$WAITER" run --timeout 500ms --shell "trap 'exit 0' TERM; sleep 1000 & echo \$! >$TESTDIR/child; wait"
 	assert_failure 124
 	assert_output --partial "timed out"
 	wait_gone "$(cat "$TESTDIR/child")" 10
@@ -348,7 +348,7 @@ teardown() { daemon_teardown; }
 	assert_output out
 	run "$WAITER" run --shell 'kill -KILL $$'
 	assert_failure 137
-	run "$WAITER" run --timeout 200ms --shell "sleep 1000 & echo \$! >$TESTDIR/child; wait"
+	run "$WAITER" run --timeout 500ms --shell "sleep 1000 & echo \$! >$TESTDIR/child; wait"
 	assert_failure 143
 	wait_gone "$(cat "$TESTDIR/child")" 10
 	"$WAITER" queue set four --parallel 4
