@@ -1,0 +1,900 @@
+/*
+ * wbench - the load generator of bench/run: drives waiterd over the
+ * protocol from one thread (epoll), so the client is never the bottleneck,
+ * and measures the peers' equivalents where no peer tool does.
+ *
+ *   wbench ping SOCKET CLIENTS INFLIGHT REQUESTS
+ *	CLIENTS connections, each keeping INFLIGHT Pings outstanding (1: not
+ *	pipelined), until REQUESTS replies came; prints requests/s.
+ *   wbench hold SOCKET N waiter|redis
+ *	open N connections, each does one exchange (Hello, or a redis PING),
+ *	then prints "holding N" and sleeps until killed.
+ *   wbench timers SOCKET N
+ *	create N one-hour timers of lifetime daemon, 512 in flight; prints
+ *	the seconds it took.
+ *   wbench tasks SOCKET N PARALLEL
+ *	submit N /bin/true tasks to queue "wbench" (parallelism PARALLEL);
+ *	prints the seconds from the first submit to the last TaskDone.
+ *   wbench spawn N PARALLEL
+ *	the limit: posix_spawn /bin/true N times, PARALLEL in flight; prints
+ *	the seconds.
+ *   wbench watch SOCKET DIR N
+ *	a path watch on DIR; N times write DIR/f and time until the event
+ *	reaches us; prints "P50_US P99_US".
+ *   wbench watch-cmd DIR N CMD...
+ *	the same, with CMD (started here) printing one line per event.
+ *   wbench inotify DIR
+ *	a bare inotify reader: one line per IN_CLOSE_WRITE in DIR.
+ *   wbench exec N CMD...
+ *	run CMD N times, one after the other; prints the mean microseconds
+ *	per run (bench/run uses it when hyperfine is missing).
+ *
+ * Exit status: 0, 1 on any failure (a sentence on stderr), 2 usage.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "waiter.pb-c.h"
+
+extern char **environ;
+
+/* Replies and events of one connection are read into a buffer this large;
+ * a frame that does not fit is a broken stream for our purposes. */
+#define INBUF_SIZE (256 * 1024)
+/* Requests kept outstanding when creating timers or submitting tasks:
+ * enough to keep the daemon busy, far below its output limit. */
+#define CREATE_WINDOW 512
+/* A benchmark that hears nothing for this long has failed. */
+#define STALL_MS 30000
+
+struct conn {
+	int fd;
+	uint8_t *in;
+	size_t inlen;
+	uint64_t sent;          /* requests sent */
+	uint64_t done;          /* replies received */
+};
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "wbench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t
+count_arg(const char *s, const char *what)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v == 0) {
+		fprintf(stderr, "wbench: %s must be a positive count, not '%s'\n", what, s);
+		exit(2);
+	}
+	return v;
+}
+
+static int
+dial(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (strlen(path) >= sizeof sa.sun_path)
+		die("socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		die("cannot connect to %s: %s", path, strerror(errno));
+	return fd;
+}
+
+static void
+set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		die("fcntl: %s", strerror(errno));
+}
+
+/* Write all of p, waiting for room when the socket is full. */
+static void
+send_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
+			poll(&pfd, 1, STALL_MS);
+			continue;
+		}
+		if (w < 0)
+			die("send: %s", strerror(errno));
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* Frame req into out (at most cap bytes); returns the frame's length. */
+static size_t
+pack_request(const Waiter__V1__Request *req, uint8_t *out, size_t cap)
+{
+	size_t n = waiter__v1__request__get_packed_size(req);
+
+	if (n + FRAME_HEADER_LEN > cap)
+		die("request too large to frame");
+	frame_put_header(out, (uint32_t)n);
+	waiter__v1__request__pack(req, out + FRAME_HEADER_LEN);
+	return n + FRAME_HEADER_LEN;
+}
+
+static void
+send_request(int fd, const Waiter__V1__Request *req)
+{
+	uint8_t buf[4096];
+
+	send_all(fd, buf, pack_request(req, buf, sizeof buf));
+}
+
+/* Read more bytes into c->in: 1 some, 0 none yet (EAGAIN), dies on close. */
+static int
+conn_fill(struct conn *c)
+{
+	ssize_t r;
+
+	if (c->inlen == INBUF_SIZE)
+		die("a daemon frame larger than %d bytes", INBUF_SIZE);
+	r = recv(c->fd, c->in + c->inlen, INBUF_SIZE - c->inlen, 0);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (r < 0)
+		die("recv: %s", strerror(errno));
+	if (r == 0)
+		die("the daemon closed the connection");
+	c->inlen += (size_t)r;
+	return 1;
+}
+
+/* Take one whole frame off c->in: its payload into *p, *n; 0 if none yet.
+ * The payload stays valid until the next conn_consume. */
+static int
+conn_frame(struct conn *c, size_t *off, const uint8_t **p, uint32_t *n)
+{
+	switch (frame_next(c->in + *off, c->inlen - *off, INBUF_SIZE, n)) {
+	case FRAME_OK:
+		*p = c->in + *off + FRAME_HEADER_LEN;
+		*off += FRAME_HEADER_LEN + *n;
+		return 1;
+	case FRAME_TOO_LARGE:
+		die("a daemon frame larger than %d bytes", INBUF_SIZE);
+	case FRAME_NEED_MORE:
+		break;
+	}
+	return 0;
+}
+
+static void
+conn_consume(struct conn *c, size_t off)
+{
+	memmove(c->in, c->in + off, c->inlen - off);
+	c->inlen -= off;
+}
+
+static Waiter__V1__ServerMessage *
+decode(const uint8_t *p, uint32_t n)
+{
+	Waiter__V1__ServerMessage *m = waiter__v1__server_message__unpack(NULL, n, p);
+
+	if (m == NULL)
+		die("the daemon sent an undecodable message");
+	return m;
+}
+
+/* Die if m is an error reply. */
+static void
+check_reply(const Waiter__V1__ServerMessage *m)
+{
+	if (m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY &&
+	    m->reply->result_case == WAITER__V1__REPLY__RESULT_ERROR)
+		die("the daemon answered request %" PRIu64 " with an error: %s",
+		    m->reply->id, m->reply->error->message);
+}
+
+/* Read (blocking) until the reply to request id; events are skipped. */
+static void
+await_reply(struct conn *c, uint64_t id)
+{
+	for (;;) {
+		size_t off = 0;
+		const uint8_t *p;
+		uint32_t n;
+		int found = 0;
+
+		while (!found && conn_frame(c, &off, &p, &n)) {
+			Waiter__V1__ServerMessage *m = decode(p, n);
+
+			check_reply(m);
+			found = m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY &&
+			    m->reply->id == id;
+			waiter__v1__server_message__free_unpacked(m, NULL);
+		}
+		conn_consume(c, off);
+		if (found)
+			return;
+		if (conn_fill(c) == 0) {
+			struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+			if (poll(&pfd, 1, STALL_MS) == 0)
+				die("no reply to request %" PRIu64 " in %d ms", id, STALL_MS);
+		}
+	}
+}
+
+static void
+conn_open(struct conn *c, const char *path)
+{
+	memset(c, 0, sizeof *c);
+	c->fd = dial(path);
+	c->in = malloc(INBUF_SIZE);
+	if (c->in == NULL)
+		die("out of memory");
+}
+
+/* Connect and say Hello; the connection is left non-blocking. */
+static void
+conn_hello(struct conn *c, const char *path)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Hello h = WAITER__V1__HELLO__INIT;
+
+	conn_open(c, path);
+	set_nonblock(c->fd);
+	h.protocol_version = WAITER_PROTOCOL_VERSION;
+	h.client_name = "wbench";
+	req.id = 1;
+	req.op_case = WAITER__V1__REQUEST__OP_HELLO;
+	req.hello = &h;
+	send_request(c->fd, &req);
+	await_reply(c, 1);
+}
+
+static void
+conn_close(struct conn *c)
+{
+	close(c->fd);
+	free(c->in);
+}
+
+/* ------------------------------------------------------------------ ping */
+
+/* A Ping frame, encoded by hand (Request{id = 1: varint, ping = 11: empty
+ * message}) so the generator spends nothing on protobuf; checked against
+ * protobuf-c once in ping_selftest. */
+static size_t
+ping_frame(uint8_t *out, uint64_t id)
+{
+	size_t n = 4;
+
+	out[n++] = 0x08;
+	do {
+		out[n++] = (uint8_t)((id & 0x7f) | (id > 0x7f ? 0x80 : 0));
+		id >>= 7;
+	} while (id != 0);
+	out[n++] = 0x5a;
+	out[n++] = 0x00;
+	frame_put_header(out, (uint32_t)(n - 4));
+	return n;
+}
+
+static void
+ping_selftest(void)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Ping ping = WAITER__V1__PING__INIT;
+	uint8_t a[64], b[64];
+	uint64_t ids[] = { 1, 127, 128, 300, 1ull << 40 };
+
+	req.op_case = WAITER__V1__REQUEST__OP_PING;
+	req.ping = &ping;
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		size_t n;
+
+		req.id = ids[i];
+		n = pack_request(&req, a, sizeof a);
+		if (ping_frame(b, ids[i]) != n || memcmp(a, b, n) != 0)
+			die("the hand-encoded Ping differs from protobuf-c's");
+	}
+}
+
+struct ping_run {
+	uint64_t total;         /* replies wanted */
+	uint64_t sent, done;    /* over all connections */
+	unsigned inflight;
+};
+
+/* Send what c may send now: up to inflight outstanding, total overall. */
+static void
+ping_send(struct ping_run *r, struct conn *c)
+{
+	uint8_t buf[64 * 16];
+	size_t len = 0;
+
+	while (c->sent - c->done < r->inflight && r->sent < r->total) {
+		if (len + 24 > sizeof buf) {
+			send_all(c->fd, buf, len);
+			len = 0;
+		}
+		len += ping_frame(buf + len, ++c->sent + 1);
+		r->sent++;
+	}
+	if (len > 0)
+		send_all(c->fd, buf, len);
+}
+
+/* Count the replies that arrived on c (a Pong is all a Ping gets). */
+static void
+ping_read(struct ping_run *r, struct conn *c)
+{
+	while (conn_fill(c)) {
+		size_t off = 0;
+		const uint8_t *p;
+		uint32_t n;
+
+		while (conn_frame(c, &off, &p, &n)) {
+			/* ServerMessage.reply (field 1, length-delimited) */
+			if (n == 0 || p[0] != 0x0a)
+				die("an answer to Ping that is not a reply");
+			c->done++;
+			r->done++;
+		}
+		conn_consume(c, off);
+	}
+}
+
+static int
+cmd_ping(int argc, char **argv)
+{
+	struct ping_run r = { 0 };
+	uint64_t nconn;
+	struct conn *cs;
+	int ep;
+	double t0, t1;
+
+	if (argc != 6)
+		return -1;
+	nconn = count_arg(argv[3], "CLIENTS");
+	r.inflight = (unsigned)count_arg(argv[4], "INFLIGHT");
+	r.total = count_arg(argv[5], "REQUESTS");
+	ping_selftest();
+	cs = calloc(nconn, sizeof *cs);
+	if (cs == NULL || (ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		die("cannot set up: %s", strerror(errno));
+	for (uint64_t i = 0; i < nconn; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &cs[i] };
+
+		conn_hello(&cs[i], argv[2]);
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
+			die("epoll_ctl: %s", strerror(errno));
+	}
+	t0 = now_s();
+	for (uint64_t i = 0; i < nconn; i++)
+		ping_send(&r, &cs[i]);
+	while (r.done < r.total) {
+		struct epoll_event evs[256];
+		int n = epoll_wait(ep, evs, 256, STALL_MS);
+
+		if (n == 0)
+			die("no reply in %d ms (%" PRIu64 " of %" PRIu64 ")", STALL_MS,
+			    r.done, r.total);
+		for (int i = 0; i < n; i++) {
+			ping_read(&r, evs[i].data.ptr);
+			ping_send(&r, evs[i].data.ptr);
+		}
+	}
+	t1 = now_s();
+	printf("%.0f\n", (double)r.total / (t1 - t0));
+	for (uint64_t i = 0; i < nconn; i++)
+		conn_close(&cs[i]);
+	free(cs);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ hold */
+
+/* One redis exchange, so each held connection has done what a client does. */
+static void
+redis_ping(int fd)
+{
+	char buf[64];
+	ssize_t r;
+
+	send_all(fd, (const uint8_t *)"PING\r\n", 6);
+	r = recv(fd, buf, sizeof buf, 0);
+	if (r < 5 || memcmp(buf, "+PONG", 5) != 0)
+		die("redis did not answer PING");
+}
+
+static int
+cmd_hold(int argc, char **argv)
+{
+	uint64_t n;
+	int redis;
+
+	if (argc != 5)
+		return -1;
+	n = count_arg(argv[3], "N");
+	redis = strcmp(argv[4], "redis") == 0;
+	if (!redis && strcmp(argv[4], "waiter") != 0)
+		return -1;
+	for (uint64_t i = 0; i < n; i++) {
+		struct conn c;
+
+		if (redis) {
+			redis_ping(dial(argv[2]));
+			continue;
+		}
+		conn_hello(&c, argv[2]);
+		free(c.in);     /* keep the descriptor open */
+	}
+	printf("holding %" PRIu64 "\n", n);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+/* --------------------------------------------------------------- timers */
+
+static int
+cmd_timers(int argc, char **argv)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__TimerCreate tc = WAITER__V1__TIMER_CREATE__INIT;
+	struct conn c;
+	uint64_t n;
+	double t0;
+
+	if (argc != 4)
+		return -1;
+	n = count_arg(argv[3], "N");
+	conn_hello(&c, argv[2]);
+	tc.after_us = 3600ull * 1000000;
+	tc.lifetime = WAITER__V1__LIFETIME__LIFETIME_DAEMON;
+	req.op_case = WAITER__V1__REQUEST__OP_TIMER_CREATE;
+	req.timer_create = &tc;
+	t0 = now_s();
+	while (c.done < n) {
+		struct pollfd pfd = { .fd = c.fd, .events = POLLIN };
+		size_t off = 0;
+		const uint8_t *p;
+		uint32_t len;
+
+		while (c.sent < n && c.sent - c.done < CREATE_WINDOW) {
+			req.id = ++c.sent + 1;
+			send_request(c.fd, &req);
+		}
+		if (conn_fill(&c) == 0 && poll(&pfd, 1, STALL_MS) == 0)
+			die("no reply in %d ms", STALL_MS);
+		while (conn_frame(&c, &off, &p, &len)) {
+			Waiter__V1__ServerMessage *m = decode(p, len);
+
+			check_reply(m);
+			c.done += m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY;
+			waiter__v1__server_message__free_unpacked(m, NULL);
+		}
+		conn_consume(&c, off);
+	}
+	printf("%.3f\n", now_s() - t0);
+	conn_close(&c);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+static void
+tasks_queue(struct conn *c, uint32_t parallel)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__QueueSet qs = WAITER__V1__QUEUE_SET__INIT;
+
+	qs.queue = "wbench";
+	qs.parallel = parallel;
+	req.id = 1;
+	req.op_case = WAITER__V1__REQUEST__OP_QUEUE_SET;
+	req.queue_set = &qs;
+	send_request(c->fd, &req);
+	await_reply(c, 1);
+}
+
+/* Count replies and TaskDone events in what arrived; *failed counts the
+ * tasks that did not succeed. */
+static void
+tasks_read(struct conn *c, uint64_t *ended, uint64_t *failed)
+{
+	size_t off = 0;
+	const uint8_t *p;
+	uint32_t len;
+
+	while (conn_frame(c, &off, &p, &len)) {
+		Waiter__V1__ServerMessage *m = decode(p, len);
+
+		check_reply(m);
+		if (m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY)
+			c->done++;
+		else if (m->event->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_DONE) {
+			(*ended)++;
+			if (m->event->task_done == NULL || m->event->task_done->task == NULL ||
+			    m->event->task_done->task->state !=
+			    WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED)
+				(*failed)++;
+		}
+		waiter__v1__server_message__free_unpacked(m, NULL);
+	}
+	conn_consume(c, off);
+}
+
+static int
+cmd_tasks(int argc, char **argv)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__TaskSubmit ts = WAITER__V1__TASK_SUBMIT__INIT;
+	char *targv[] = { "/bin/true" };
+	struct conn c;
+	uint64_t n, ended = 0, failed = 0;
+	double t0;
+
+	if (argc != 5)
+		return -1;
+	n = count_arg(argv[3], "N");
+	conn_hello(&c, argv[2]);
+	tasks_queue(&c, (uint32_t)count_arg(argv[4], "PARALLEL"));
+	ts.n_argv = 1;
+	ts.argv = targv;
+	ts.queue = "wbench";
+	req.op_case = WAITER__V1__REQUEST__OP_TASK_SUBMIT;
+	req.task_submit = &ts;
+	c.sent = c.done = 1;
+	t0 = now_s();
+	while (ended < n) {
+		struct pollfd pfd = { .fd = c.fd, .events = POLLIN };
+
+		while (c.sent - 1 < n && c.sent - c.done < CREATE_WINDOW) {
+			req.id = ++c.sent;
+			send_request(c.fd, &req);
+		}
+		if (conn_fill(&c) == 0 && poll(&pfd, 1, STALL_MS) == 0)
+			die("no event in %d ms (%" PRIu64 " of %" PRIu64 " tasks ended)",
+			    STALL_MS, ended, n);
+		tasks_read(&c, &ended, &failed);
+	}
+	printf("%.3f\n", now_s() - t0);
+	conn_close(&c);
+	if (failed > 0)
+		die("%" PRIu64 " of %" PRIu64 " tasks did not succeed", failed, n);
+	return 0;
+}
+
+/* The limit: posix_spawn and reap, parallel processes at a time. */
+static int
+cmd_spawn(int argc, char **argv)
+{
+	char *targv[] = { "/bin/true", NULL };
+	char *tenv[] = { NULL };
+	uint64_t n, parallel, started = 0, reaped = 0;
+	double t0;
+
+	if (argc != 4)
+		return -1;
+	n = count_arg(argv[2], "N");
+	parallel = count_arg(argv[3], "PARALLEL");
+	t0 = now_s();
+	while (reaped < n) {
+		int st;
+
+		while (started < n && started - reaped < parallel) {
+			pid_t pid;
+			int e = posix_spawn(&pid, targv[0], NULL, NULL, targv, tenv);
+
+			if (e != 0)
+				die("posix_spawn: %s", strerror(e));
+			started++;
+		}
+		if (wait(&st) < 0)
+			die("wait: %s", strerror(errno));
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			die("/bin/true failed");
+		reaped++;
+	}
+	printf("%.3f\n", now_s() - t0);
+	return 0;
+}
+
+/* --------------------------------------------------------------- watches */
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+print_percentiles(double *lat, uint64_t n)
+{
+	qsort(lat, n, sizeof *lat, cmp_double);
+	printf("%.0f %.0f\n", lat[(n - 1) / 2] * 1e6, lat[(n * 99 + 99) / 100 - 1] * 1e6);
+}
+
+static void
+touch_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0 || write(fd, "x", 1) != 1)
+		die("cannot write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* Read until a PathChanged event arrives on c. */
+static void
+await_path_event(struct conn *c)
+{
+	for (;;) {
+		size_t off = 0;
+		const uint8_t *p;
+		uint32_t len;
+		int got = 0;
+
+		while (!got && conn_frame(c, &off, &p, &len)) {
+			Waiter__V1__ServerMessage *m = decode(p, len);
+
+			check_reply(m);
+			got = m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_EVENT &&
+			    m->event->kind == WAITER__V1__EVENT_KIND__EVENT_KIND_PATH_CHANGED;
+			waiter__v1__server_message__free_unpacked(m, NULL);
+		}
+		conn_consume(c, off);
+		if (got)
+			return;
+		if (conn_fill(c) == 0) {
+			struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+			if (poll(&pfd, 1, STALL_MS) == 0)
+				die("no path event in %d ms", STALL_MS);
+		}
+	}
+}
+
+static int
+cmd_watch(int argc, char **argv)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__WatchPath wp = WAITER__V1__WATCH_PATH__INIT;
+	Waiter__V1__PathEventKind on = WAITER__V1__PATH_EVENT_KIND__PATH_EVENT_KIND_MODIFIED;
+	char *paths[1], file[4096];
+	struct conn c;
+	uint64_t n;
+	double *lat;
+
+	if (argc != 5)
+		return -1;
+	n = count_arg(argv[4], "N");
+	paths[0] = argv[3];
+	snprintf(file, sizeof file, "%s/f", argv[3]);
+	conn_hello(&c, argv[2]);
+	wp.n_paths = 1;
+	wp.paths = paths;
+	wp.n_on = 1;
+	wp.on = &on;
+	req.id = 2;
+	req.op_case = WAITER__V1__REQUEST__OP_WATCH_PATH;
+	req.watch_path = &wp;
+	send_request(c.fd, &req);
+	await_reply(&c, 2);
+	lat = calloc(n, sizeof *lat);
+	for (uint64_t i = 0; i < n; i++) {
+		double t0 = now_s();
+
+		touch_file(file);
+		await_path_event(&c);
+		lat[i] = now_s() - t0;
+	}
+	print_percentiles(lat, n);
+	conn_close(&c);
+	return 0;
+}
+
+/* Wait for one line from fd (ms at most): 1, or 0 on timeout. */
+static int
+read_line(int fd, int ms)
+{
+	char ch;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&pfd, 1, ms) == 0)
+			return 0;
+		r = read(fd, &ch, 1);
+		if (r <= 0)
+			die("the watching command ended");
+		if (ch == '\n')
+			return 1;
+	}
+}
+
+static int
+cmd_watch_cmd(int argc, char **argv)
+{
+	posix_spawn_file_actions_t fa;
+	int pfd[2];
+	pid_t pid;
+	char file[4096];
+	uint64_t n;
+	double *lat;
+	int st, e;
+
+	if (argc < 5)
+		return -1;
+	n = count_arg(argv[3], "N");
+	snprintf(file, sizeof file, "%s/f", argv[2]);
+	if (pipe(pfd) < 0)
+		die("pipe: %s", strerror(errno));
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	posix_spawn_file_actions_addclose(&fa, pfd[0]);
+	if ((e = posix_spawnp(&pid, argv[4], &fa, NULL, argv + 4, environ)) != 0)
+		die("cannot run %s: %s", argv[4], strerror(e));
+	close(pfd[1]);
+	/* Until the command watches, writes go unseen: write until one is. */
+	for (int tries = 0;; tries++) {
+		if (tries == 100)
+			die("%s reported nothing in 10 s", argv[4]);
+		touch_file(file);
+		if (read_line(pfd[0], 100))
+			break;
+	}
+	while (read_line(pfd[0], 200))
+		;
+	lat = calloc(n, sizeof *lat);
+	for (uint64_t i = 0; i < n; i++) {
+		double t0 = now_s();
+
+		touch_file(file);
+		if (!read_line(pfd[0], STALL_MS))
+			die("no event from %s in %d ms", argv[4], STALL_MS);
+		lat[i] = now_s() - t0;
+	}
+	print_percentiles(lat, n);
+	kill(pid, SIGTERM);
+	waitpid(pid, &st, 0);
+	return 0;
+}
+
+static int
+cmd_inotify(int argc, char **argv)
+{
+	char buf[4096] __attribute__((aligned(8)));
+	int fd;
+
+	if (argc != 3)
+		return -1;
+	fd = inotify_init1(IN_CLOEXEC);
+	if (fd < 0 || inotify_add_watch(fd, argv[2], IN_CLOSE_WRITE) < 0)
+		die("inotify on %s: %s", argv[2], strerror(errno));
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof buf);
+
+		if (r <= 0)
+			die("inotify read: %s", strerror(errno));
+		for (char *p = buf; p < buf + r;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+
+			printf("%s\n", ev->len > 0 ? ev->name : ".");
+			p += sizeof *ev + ev->len;
+		}
+	}
+}
+
+/* ----------------------------------------------------------------- exec */
+
+static int
+cmd_exec(int argc, char **argv)
+{
+	posix_spawn_file_actions_t fa;
+	uint64_t n;
+	double t0;
+
+	if (argc < 4)
+		return -1;
+	n = count_arg(argv[2], "N");
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	t0 = now_s();
+	for (uint64_t i = 0; i < n; i++) {
+		pid_t pid;
+		int st, e = posix_spawnp(&pid, argv[3], &fa, NULL, argv + 3, environ);
+
+		if (e != 0)
+			die("cannot run %s: %s", argv[3], strerror(e));
+		if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			die("%s failed", argv[3]);
+	}
+	printf("%.1f\n", (now_s() - t0) / (double)n * 1e6);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*run)(int, char **);
+} modes[] = {
+	{ "ping", cmd_ping },
+	{ "hold", cmd_hold },
+	{ "timers", cmd_timers },
+	{ "tasks", cmd_tasks },
+	{ "spawn", cmd_spawn },
+	{ "watch", cmd_watch },
+	{ "watch-cmd", cmd_watch_cmd },
+	{ "inotify", cmd_inotify },
+	{ "exec", cmd_exec },
+};
+
+int
+main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; argc > 1 && i < sizeof modes / sizeof modes[0]; i++)
+		if (strcmp(argv[1], modes[i].name) == 0 && modes[i].run(argc, argv) == 0)
+			return 0;
+	fprintf(stderr, "usage: wbench ping SOCKET CLIENTS INFLIGHT REQUESTS\n"
+	    "       wbench hold SOCKET N waiter|redis\n"
+	    "       wbench timers SOCKET N\n"
+	    "       wbench tasks SOCKET N PARALLEL\n"
+	    "       wbench spawn N PARALLEL\n"
+	    "       wbench watch SOCKET DIR N\n"
+	    "       wbench watch-cmd DIR N CMD...\n"
+	    "       wbench inotify DIR\n"
+	    "       wbench exec N CMD...\n"
+	    "(see the comment at the top of bench/wbench.c)\n");
+	return 2;
+}
