@@ -19,48 +19,160 @@
 
 struct timer {
 	struct object obj;
-	struct event ev;
 	int64_t deadline;       /* next fire: wall clock if wall, else monotonic */
 	int64_t wall_offset;    /* wall - monotonic when created (reports) */
 	uint64_t every_us;      /* period, 0 for one-shot */
 	uint64_t count;         /* fires to do, 0 = unlimited */
 	uint64_t fire_count;
+	uint32_t slot;          /* index in its heap, NOT_QUEUED when not pending */
 	bool wall;              /* deadline is on the wall clock (at) */
-	bool armed;
-	LIST_ENTRY(timer) wall_link;
 };
 
-static LIST_HEAD(, timer) wall_timers = LIST_HEAD_INITIALIZER(wall_timers);
+#define NOT_QUEUED UINT32_MAX
+/* Timers fired per callback: a million due at once get a lap each batch,
+ * not the loop (DESIGN 4.1, rule 2). */
+#define FIRES_PER_LAP 1024
+
+/*
+ * Pending timers live in two binary min-heaps by deadline, one per clock,
+ * each with a single libevent timer armed for its earliest deadline. A
+ * timer costs its struct and one heap slot, not a libevent event each
+ * (128 bytes), and a clock change re-arms one event, not every `at` timer.
+ */
+struct heap {
+	struct timer **v;
+	uint32_t n, cap;
+	bool wall;
+	struct event *ev;
+};
+
+static struct heap mono_heap, wall_heap = { .wall = true };
 static int clock_fd = -1;
 static struct event *clock_ev;
 
-static void timer_fire_cb(evutil_socket_t, short, void *);
+static struct heap *
+heap_of(const struct timer *t)
+{
+	return t->wall ? &wall_heap : &mono_heap;
+}
 
+static bool
+heap_less(const struct heap *h, uint32_t a, uint32_t b)
+{
+	return h->v[a]->deadline < h->v[b]->deadline;
+}
+
+static void
+heap_swap(struct heap *h, uint32_t a, uint32_t b)
+{
+	struct timer *t = h->v[a];
+
+	h->v[a] = h->v[b];
+	h->v[b] = t;
+	h->v[a]->slot = a;
+	h->v[b]->slot = b;
+}
+
+static void
+heap_up(struct heap *h, uint32_t i)
+{
+	while (i > 0 && heap_less(h, i, (i - 1) / 2)) {
+		heap_swap(h, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+heap_down(struct heap *h, uint32_t i)
+{
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < h->n && heap_less(h, l, m))
+			m = l;
+		if (r < h->n && heap_less(h, r, m))
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(h, i, m);
+		i = m;
+	}
+}
+
+/* Arm the heap's event for its earliest deadline (or disarm it). */
+static void
+heap_arm(struct heap *h)
+{
+	int64_t now;
+	struct timeval tv;
+
+	if (h->n == 0) {
+		event_del(h->ev);
+		return;
+	}
+	now = h->wall ? clock_wall_us() : clock_mono_us();
+	/* libevent adds the delay to its cached time of this lap; refresh
+	 * it after reading our clock so a timer can never fire early. */
+	event_base_update_cache_time(ev_base);
+	tv = clock_tv(h->v[0]->deadline - now);
+	evtimer_add(h->ev, &tv);
+}
+
+static void
+heap_push(struct heap *h, struct timer *t)
+{
+	if (h->n == h->cap) {
+		uint32_t cap = h->cap ? h->cap * 2 : 64;
+		struct timer **v = realloc(h->v, cap * sizeof *v);
+
+		if (v == NULL)
+			fatal("realloc timer heap");
+		h->v = v;
+		h->cap = cap;
+	}
+	t->slot = h->n;
+	h->v[h->n++] = t;
+	heap_up(h, t->slot);
+}
+
+static void
+heap_remove(struct heap *h, struct timer *t)
+{
+	uint32_t i = t->slot;
+
+	t->slot = NOT_QUEUED;
+	if (--h->n == i)
+		return;
+	h->v[i] = h->v[h->n];
+	h->v[i]->slot = i;
+	heap_up(h, i);
+	heap_down(h, h->v[i]->slot);
+}
+
+/* Queue t for its deadline; re-arm when it became the earliest. */
 static void
 timer_arm(struct timer *t)
 {
-	int64_t now = t->wall ? clock_wall_us() : clock_mono_us();
-	struct timeval tv;
+	struct heap *h = heap_of(t);
 
-	/* libevent adds the delay to its cached time of this lap; refresh
-	 * it after reading our clock so the timer can never fire early. */
-	event_base_update_cache_time(ev_base);
-	tv = clock_tv(t->deadline - now);
-	evtimer_add(&t->ev, &tv);
-	t->armed = true;
+	heap_push(h, t);
+	if (h->v[0] == t)
+		heap_arm(h);
 }
 
 static void
 timer_stop(struct object *o)
 {
 	struct timer *t = (struct timer *)o;
+	struct heap *h = heap_of(t);
+	bool was_first;
 
-	if (!t->armed)
+	if (t->slot == NOT_QUEUED)
 		return;
-	event_del(&t->ev);
-	if (t->wall)
-		LIST_REMOVE(t, wall_link);
-	t->armed = false;
+	was_first = t->slot == 0;
+	heap_remove(h, t);
+	if (was_first)
+		heap_arm(h);
 }
 
 static void
@@ -94,22 +206,14 @@ static const struct object_ops timer_ops = {
 	.free = timer_free,
 };
 
+/* Fire t (taken off its heap), due at now on its clock. */
 static void
-timer_fire_cb(evutil_socket_t fd, short what, void *arg)
+timer_fire(struct timer *t, int64_t now, int64_t now_wall)
 {
-	struct timer *t = arg;
-	int64_t begin = stats_lap_begin();
-	int64_t now_wall = clock_wall_us(), now_mono = clock_mono_us();
-	int64_t now = t->wall ? now_wall : now_mono;
 	Event ev = WAITER__V1__EVENT__INIT;
 	Waiter__V1__TimerFired tf = WAITER__V1__TIMER_FIRED__INIT;
 	uint64_t seq;
 
-	(void)fd, (void)what;
-	if (now < t->deadline) {        /* the wall clock was set back */
-		timer_arm(t);
-		return;
-	}
 	tf.scheduled_us = t->wall ? t->deadline : t->deadline + t->wall_offset;
 	tf.fired_us = now_wall;
 	tf.fire_count = ++t->fire_count;
@@ -127,16 +231,33 @@ timer_fire_cb(evutil_socket_t fd, short what, void *arg)
 	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_TIMER_FIRED;
 	ev.body_case = WAITER__V1__EVENT__BODY_TIMER_FIRED;
 	ev.timer_fired = &tf;
-	t->armed = !tf.last;    /* the event is no longer pending */
-	if (tf.last && t->wall)
-		LIST_REMOVE(t, wall_link);
 	seq = events_publish(&ev, t->obj.owner);
 	if (tf.last)
 		objects_finish(&t->obj, WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED, seq);
 	else
-		timer_arm(t);
+		heap_push(heap_of(t), t);
+}
+
+/* A heap's earliest deadline came: fire what is due, a batch per lap. */
+static void
+heap_fire_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct heap *h = arg;
+	int64_t begin = stats_lap_begin();
+	int64_t now_wall = clock_wall_us(), now = h->wall ? now_wall : clock_mono_us();
+	int budget = FIRES_PER_LAP;
+
+	(void)fd, (void)what;
+	/* A wall timer not yet due (the clock was set back) just waits on. */
+	while (h->n > 0 && h->v[0]->deadline <= now && budget-- > 0) {
+		struct timer *t = h->v[0];
+
+		heap_remove(h, t);
+		timer_fire(t, now, now_wall);
+		arena_reset();
+	}
+	heap_arm(h);    /* more due: at once, on the next lap */
 	stats_lap_end(begin, "timer", 0);
-	arena_reset();
 }
 
 /* Validate a TimerCreate; 0, or -1 with rep holding the error. */
@@ -195,14 +316,13 @@ timers_op_create(struct conn *c, const Request *req, Reply *rep)
 	t->every_us = tc->every_us;
 	t->count = tc->every_us == 0 ? 1 : tc->count;
 	t->wall_offset = now_wall - now_mono;
+	t->slot = NOT_QUEUED;
 	if (tc->at_us != 0) {
 		t->wall = true;
 		t->deadline = tc->at_us;
-		LIST_INSERT_HEAD(&wall_timers, t, wall_link);
 	} else {
 		t->deadline = now_mono + (int64_t)(tc->after_us ? tc->after_us : tc->every_us);
 	}
-	evtimer_assign(&t->ev, ev_base, timer_fire_cb, t);
 	objects_register(&t->obj, &timer_ops, c, tc->name,
 	    tc->lifetime == WAITER__V1__LIFETIME__LIFETIME_DAEMON ?
 	    WAITER__V1__LIFETIME__LIFETIME_DAEMON : WAITER__V1__LIFETIME__LIFETIME_CONNECTION);
@@ -224,12 +344,11 @@ timers_clock_arm(void)
 		log_warn("timerfd_settime errno=%d", errno);
 }
 
-/* The wall clock was set: re-arm every `at` timer against it. */
+/* The wall clock was set: re-arm the `at` timers' event against it. */
 static void
 timers_clock_cb(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t n;
-	struct timer *t;
 
 	(void)what, (void)arg;
 	if (read(fd, &n, sizeof n) >= 0 || errno != ECANCELED) {
@@ -237,17 +356,18 @@ timers_clock_cb(evutil_socket_t fd, short what, void *arg)
 		timers_clock_arm();
 		return;
 	}
-	log_info("clock_changed wall_timers=rearmed");
-	LIST_FOREACH(t, &wall_timers, wall_link) {
-		event_del(&t->ev);
-		timer_arm(t);
-	}
+	log_info("clock_changed wall_timers=%u", (unsigned)wall_heap.n);
+	heap_arm(&wall_heap);
 	timers_clock_arm();
 }
 
 void
 timers_init(void)
 {
+	mono_heap.ev = evtimer_new(ev_base, heap_fire_cb, &mono_heap);
+	wall_heap.ev = evtimer_new(ev_base, heap_fire_cb, &wall_heap);
+	if (mono_heap.ev == NULL || wall_heap.ev == NULL)
+		fatalx("cannot make the timer events");
 	clock_fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (clock_fd < 0) {
 		log_warn("timerfd_create errno=%d: at timers will not follow clock changes",
@@ -263,6 +383,16 @@ timers_init(void)
 void
 timers_free(void)
 {
+	for (int i = 0; i < 2; i++) {
+		struct heap *h = i ? &wall_heap : &mono_heap;
+
+		if (h->ev != NULL)
+			event_free(h->ev);
+		free(h->v);
+		h->ev = NULL;
+		h->v = NULL;
+		h->n = h->cap = 0;
+	}
 	if (clock_ev != NULL)
 		event_free(clock_ev);
 	if (clock_fd >= 0)
