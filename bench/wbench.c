@@ -22,9 +22,10 @@
  *	N one-shot timers (at_us) with deadlines spread uniformly over
  *	[0.5 s, 2.5 s] from now, created on one connection; SUBSCRIBERS more
  *	connections subscribe to every event and read them. Each TimerFired
- *	is timed at the owner and at every tenth subscriber (the others are
- *	drained): fired_us - scheduled_us (the daemon's lateness) and the
- *	wall clock at receipt - scheduled_us (end to end). Prints
+ *	is timed at the owner, at every tenth subscriber and at the last
+ *	(the others are drained): fired_us - scheduled_us (the daemon's
+ *	lateness) and the wall clock at receipt - scheduled_us (end to
+ *	end). Prints
  *	"D_P50 D_P99 E_P50 E_P99 LOST" (µs; LOST: events the timed
  *	connections were told they missed).
  *   wbench timerfd N
