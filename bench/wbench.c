@@ -18,11 +18,28 @@
  *   wbench spawn N PARALLEL
  *	the limit: posix_spawn /bin/true N times, PARALLEL in flight; prints
  *	the seconds.
+ *   wbench lateness SOCKET N SUBSCRIBERS
+ *	N one-shot timers (at_us) with deadlines spread uniformly over
+ *	[0.5 s, 2.5 s] from now, created on one connection; SUBSCRIBERS more
+ *	connections subscribe to every event and read them. Each TimerFired
+ *	is timed at the owner, at every tenth subscriber and at the last
+ *	(the others are drained): fired_us - scheduled_us (the daemon's
+ *	lateness) and the wall clock at receipt - scheduled_us (end to
+ *	end). Prints
+ *	"D_P50 D_P99 E_P50 E_P99 LOST" (µs; LOST: events the timed
+ *	connections were told they missed).
+ *   wbench timerfd N
+ *	the peer: the same N deadlines in one process, one timerfd
+ *	(CLOCK_REALTIME, absolute) re-armed to the earliest pending one;
+ *	lateness is the wall clock when it is handled - the deadline. Prints
+ *	the same five numbers (end to end = its own lateness; LOST 0).
  *   wbench watch SOCKET DIR N
  *	a path watch on DIR; N times write DIR/f and time until the event
  *	reaches us; prints "P50_US P99_US".
- *   wbench watch-cmd DIR N CMD...
- *	the same, with CMD (started here) printing one line per event.
+ *   wbench watch-cmd [-i TEXT] DIR N CMD...
+ *	the same, with CMD (started here) printing one line per event; with
+ *	-i, CMD's stdin is a pipe that gets TEXT and stays open (watchman's
+ *	persistent subscription reads its command there).
  *   wbench inotify DIR
  *	a bare inotify reader: one line per IN_CLOSE_WRITE in DIR.
  *   wbench exec N CMD...
@@ -46,6 +63,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -742,6 +760,24 @@ cmd_watch(int argc, char **argv)
 	return 0;
 }
 
+/* Write the string s to a pipe. */
+static void
+send_all_fd(int fd, const char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0) {
+		ssize_t w = write(fd, s, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			die("write: %s", strerror(errno));
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
 /* Wait for one line from fd (ms at most): 1, or 0 on timeout. */
 static int
 read_line(int fd, int ms)
@@ -766,25 +802,40 @@ static int
 cmd_watch_cmd(int argc, char **argv)
 {
 	posix_spawn_file_actions_t fa;
-	int pfd[2];
+	int pfd[2], ifd[2] = { -1, -1 };
 	pid_t pid;
 	char file[4096];
+	const char *text = NULL;
 	uint64_t n;
 	double *lat;
 	int st, e;
 
+	if (argc >= 4 && strcmp(argv[2], "-i") == 0) {
+		text = argv[3];
+		argc -= 2;
+		argv += 2;
+	}
 	if (argc < 5)
 		return -1;
 	n = count_arg(argv[3], "N");
 	snprintf(file, sizeof file, "%s/f", argv[2]);
-	if (pipe(pfd) < 0)
+	if (pipe(pfd) < 0 || (text != NULL && pipe(ifd) < 0))
 		die("pipe: %s", strerror(errno));
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
 	posix_spawn_file_actions_addclose(&fa, pfd[0]);
+	if (text != NULL) {
+		posix_spawn_file_actions_adddup2(&fa, ifd[0], 0);
+		posix_spawn_file_actions_addclose(&fa, ifd[1]);
+	}
 	if ((e = posix_spawnp(&pid, argv[4], &fa, NULL, argv + 4, environ)) != 0)
 		die("cannot run %s: %s", argv[4], strerror(e));
 	close(pfd[1]);
+	if (text != NULL) {
+		/* kept open until the end: a closed stdin may end CMD */
+		close(ifd[0]);
+		send_all_fd(ifd[1], text);
+	}
 	/* Until the command watches, writes go unseen: write until one is. */
 	for (int tries = 0;; tries++) {
 		if (tries == 100)
@@ -797,8 +848,12 @@ cmd_watch_cmd(int argc, char **argv)
 		;
 	lat = calloc(n, sizeof *lat);
 	for (uint64_t i = 0; i < n; i++) {
-		double t0 = now_s();
+		double t0;
 
+		/* a late second report of the previous write is not this one's */
+		while (read_line(pfd[0], 0))
+			;
+		t0 = now_s();
 		touch_file(file);
 		if (!read_line(pfd[0], STALL_MS))
 			die("no event from %s in %d ms", argv[4], STALL_MS);
@@ -807,6 +862,8 @@ cmd_watch_cmd(int argc, char **argv)
 	print_percentiles(lat, n);
 	kill(pid, SIGTERM);
 	waitpid(pid, &st, 0);
+	if (ifd[1] >= 0)
+		close(ifd[1]);
 	return 0;
 }
 
@@ -834,6 +891,278 @@ cmd_inotify(int argc, char **argv)
 			p += sizeof *ev + ev->len;
 		}
 	}
+}
+
+/* ------------------------------------------------------------- lateness */
+
+/* Deadlines of the lateness run: from 0.5 s to 2.5 s after the start. */
+#define LATE_FIRST_US 500000
+#define LATE_SPREAD_US 2000000
+/* Every LATE_SAMPLE-th subscriber decodes and times what it receives; the
+ * rest only drain, so the generator's one thread keeps up with the
+ * fan-out (100 subscribers x 10,000 fires). */
+#define LATE_SAMPLE 10
+/* Once every timed connection has all its fires, the drained ones get
+ * this long of silence to finish. */
+#define LATE_DRAIN_MS 1000
+
+static int64_t
+wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The i-th of n deadlines after start: uniform over the spread, in a
+ * fixed pseudo-random order (xorshift), the same for waiter and the peer. */
+static int64_t *
+late_deadlines(uint64_t n, int64_t start)
+{
+	int64_t *d = calloc(n, sizeof *d);
+	uint64_t x = 88172645463325252ull;
+
+	if (d == NULL)
+		die("out of memory");
+	for (uint64_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		d[i] = start + LATE_FIRST_US + (int64_t)(x % LATE_SPREAD_US);
+	}
+	return d;
+}
+
+static double
+percentile(double *v, uint64_t n, unsigned q)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof *v, cmp_double);
+	return q == 50 ? v[(n - 1) / 2] : v[(n * q + 99) / 100 - 1];
+}
+
+static void
+print_lateness(double *d, uint64_t nd, double *e, uint64_t ne, uint64_t lost)
+{
+	double d50 = percentile(d, nd, 50), d99 = percentile(d, nd, 99);
+
+	printf("%.0f %.0f %.0f %.0f %" PRIu64 "\n", d50, d99, percentile(e, ne, 50),
+	    percentile(e, ne, 99), lost);
+}
+
+struct late_conn {
+	struct conn c;
+	int timed;              /* decodes and times its events */
+	uint64_t fires;         /* TimerFired seen (timed), frames (drained) */
+	uint64_t lost;          /* events an EVENTS_LOST marker said it missed */
+};
+
+struct late_run {
+	double *daemon, *e2e;   /* lateness samples, µs */
+	uint64_t nd, ne, cap_e;
+	uint64_t n;             /* timers */
+	uint64_t replies;       /* TimerCreate replies at the owner */
+};
+
+static void
+late_subscribe(struct conn *c)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Subscribe sub = WAITER__V1__SUBSCRIBE__INIT;
+
+	req.id = 2;
+	req.op_case = WAITER__V1__REQUEST__OP_SUBSCRIBE;
+	req.subscribe = &sub;
+	send_request(c->fd, &req);
+	await_reply(c, 2);
+}
+
+/* Handle what arrived on lc, received at wall-clock time now. */
+static void
+late_read(struct late_run *r, struct late_conn *lc, int owner, int64_t now)
+{
+	size_t off = 0;
+	const uint8_t *p;
+	uint32_t len;
+
+	while (conn_frame(&lc->c, &off, &p, &len)) {
+		Waiter__V1__ServerMessage *m;
+		Waiter__V1__Event *ev;
+
+		if (!lc->timed) {
+			lc->fires++;
+			continue;
+		}
+		m = decode(p, len);
+		check_reply(m);
+		if (m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY)
+			r->replies++;
+		ev = m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_EVENT ? m->event : NULL;
+		if (ev != NULL && ev->body_case == WAITER__V1__EVENT__BODY_TIMER_FIRED) {
+			Waiter__V1__TimerFired *tf = ev->timer_fired;
+
+			lc->fires++;
+			if (owner)
+				r->daemon[r->nd++] = (double)(tf->fired_us - tf->scheduled_us);
+			if (r->ne < r->cap_e)
+				r->e2e[r->ne++] = (double)(now - tf->scheduled_us);
+		} else if (ev != NULL && ev->body_case == WAITER__V1__EVENT__BODY_EVENTS_LOST)
+			lc->lost += ev->events_lost->to_seq - ev->events_lost->from_seq + 1;
+		waiter__v1__server_message__free_unpacked(m, NULL);
+	}
+	conn_consume(&lc->c, off);
+}
+
+/* Create the timers on the owner (lcs[0]), a window of requests at a time,
+ * reading whatever arrives meanwhile. */
+static void
+late_create(struct late_run *r, struct late_conn *lcs, const int64_t *dl)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__TimerCreate tc = WAITER__V1__TIMER_CREATE__INIT;
+	struct conn *c = &lcs[0].c;
+
+	req.op_case = WAITER__V1__REQUEST__OP_TIMER_CREATE;
+	req.timer_create = &tc;
+	while (r->replies < r->n) {
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+		while (c->sent < r->n && c->sent - r->replies < CREATE_WINDOW) {
+			tc.at_us = dl[c->sent];
+			req.id = ++c->sent + 10;
+			send_request(c->fd, &req);
+		}
+		if (conn_fill(c) == 0 && poll(&pfd, 1, STALL_MS) == 0)
+			die("no reply in %d ms", STALL_MS);
+		late_read(r, &lcs[0], 1, wall_us());
+	}
+}
+
+/* Whether every timed connection has had all its fires (or was told it
+ * lost them). */
+static int
+late_timed_done(const struct late_run *r, const struct late_conn *lcs, uint64_t nconn)
+{
+	for (uint64_t i = 0; i < nconn; i++)
+		if (lcs[i].timed && lcs[i].fires + lcs[i].lost < r->n)
+			return 0;
+	return 1;
+}
+
+static int
+late_all_done(const struct late_run *r, const struct late_conn *lcs, uint64_t nconn)
+{
+	for (uint64_t i = 0; i < nconn; i++)
+		if (lcs[i].fires + lcs[i].lost < r->n)
+			return 0;
+	return 1;
+}
+
+static int
+cmd_lateness(int argc, char **argv)
+{
+	struct late_run r = { 0 };
+	struct late_conn *lcs;
+	uint64_t nconn, lost = 0;
+	int64_t *dl;
+	int ep;
+
+	if (argc != 5)
+		return -1;
+	r.n = count_arg(argv[3], "N");
+	nconn = 1 + strtoull(argv[4], NULL, 10);
+	lcs = calloc(nconn, sizeof *lcs);
+	if (lcs == NULL || (ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		die("cannot set up: %s", strerror(errno));
+	for (uint64_t i = 0; i < nconn; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = i };
+
+		conn_hello(&lcs[i].c, argv[2]);
+		lcs[i].timed = i == 0 || i % LATE_SAMPLE == 0 || i == nconn - 1;
+		if (i > 0)
+			late_subscribe(&lcs[i].c);
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, lcs[i].c.fd, &ev) < 0)
+			die("epoll_ctl: %s", strerror(errno));
+		r.cap_e += lcs[i].timed ? r.n : 0;
+	}
+	r.daemon = calloc(r.n, sizeof *r.daemon);
+	r.e2e = calloc(r.cap_e, sizeof *r.e2e);
+	if (r.daemon == NULL || r.e2e == NULL)
+		die("out of memory");
+	dl = late_deadlines(r.n, wall_us());
+	late_create(&r, lcs, dl);
+	while (!late_all_done(&r, lcs, nconn)) {
+		struct epoll_event evs[256];
+		int done = late_timed_done(&r, lcs, nconn);
+		int k = epoll_wait(ep, evs, 256, done ? LATE_DRAIN_MS : STALL_MS);
+
+		if (k == 0 && done)
+			break;          /* a drained connection missed some: fine */
+		if (k == 0)
+			die("no event in %d ms (%" PRIu64 " of %" PRIu64 " fires at the owner)",
+			    STALL_MS, lcs[0].fires, r.n);
+		for (int i = 0; i < k; i++) {
+			struct late_conn *lc = &lcs[evs[i].data.u64];
+
+			while (conn_fill(&lc->c))
+				late_read(&r, lc, evs[i].data.u64 == 0, wall_us());
+		}
+	}
+	for (uint64_t i = 0; i < nconn; i++) {
+		lost += lcs[i].timed ? lcs[i].lost : 0;
+		conn_close(&lcs[i].c);
+	}
+	print_lateness(r.daemon, r.nd, r.e2e, r.ne, lost);
+	return 0;
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The peer: one timerfd re-armed to the earliest pending deadline. */
+static int
+cmd_timerfd(int argc, char **argv)
+{
+	uint64_t n, next = 0;
+	int64_t *dl;
+	double *late;
+	int fd;
+
+	if (argc != 3)
+		return -1;
+	n = count_arg(argv[2], "N");
+	dl = late_deadlines(n, wall_us());
+	qsort(dl, n, sizeof *dl, cmp_int64);
+	late = calloc(n, sizeof *late);
+	fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC);
+	if (late == NULL || fd < 0)
+		die("cannot set up: %s", strerror(errno));
+	while (next < n) {
+		struct itimerspec its = { 0 };
+		uint64_t ticks;
+		int64_t now;
+
+		its.it_value.tv_sec = dl[next] / 1000000;
+		its.it_value.tv_nsec = dl[next] % 1000000 * 1000;
+		if (timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+			die("timerfd_settime: %s", strerror(errno));
+		if (read(fd, &ticks, sizeof ticks) != sizeof ticks)
+			die("timerfd read: %s", strerror(errno));
+		now = wall_us();
+		while (next < n && dl[next] <= now) {
+			late[next] = (double)(now - dl[next]);
+			next++;
+		}
+	}
+	print_lateness(late, n, late, n, 0);
+	return 0;
 }
 
 /* ----------------------------------------------------------------- exec */
@@ -871,6 +1200,8 @@ static const struct {
 	{ "ping", cmd_ping },
 	{ "hold", cmd_hold },
 	{ "timers", cmd_timers },
+	{ "lateness", cmd_lateness },
+	{ "timerfd", cmd_timerfd },
 	{ "tasks", cmd_tasks },
 	{ "spawn", cmd_spawn },
 	{ "watch", cmd_watch },
@@ -889,10 +1220,12 @@ main(int argc, char **argv)
 	fprintf(stderr, "usage: wbench ping SOCKET CLIENTS INFLIGHT REQUESTS\n"
 	    "       wbench hold SOCKET N waiter|redis\n"
 	    "       wbench timers SOCKET N\n"
+	    "       wbench lateness SOCKET N SUBSCRIBERS\n"
+	    "       wbench timerfd N\n"
 	    "       wbench tasks SOCKET N PARALLEL\n"
 	    "       wbench spawn N PARALLEL\n"
 	    "       wbench watch SOCKET DIR N\n"
-	    "       wbench watch-cmd DIR N CMD...\n"
+	    "       wbench watch-cmd [-i TEXT] DIR N CMD...\n"
 	    "       wbench inotify DIR\n"
 	    "       wbench exec N CMD...\n"
 	    "(see the comment at the top of bench/wbench.c)\n");
