@@ -434,14 +434,24 @@ main(int argc, char **argv)
 	 * 4 ms here, and timers fire 2-3 ms late. */
 	ecfg = event_config_new();
 	event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-	/* Poll for I/O again after this many callbacks: an event that
-	 * re-activates itself to continue next lap (a client past its request
-	 * budget) would otherwise run again before anyone else's I/O. */
-	event_config_set_max_dispatch_interval(ecfg, NULL, 32, 0);
+	/* Poll for I/O and timeouts again after this many callbacks (or this
+	 * long) of ordinary work: an event that re-activates itself to continue
+	 * next lap (a client past its request budget) would otherwise run again
+	 * before anyone else's I/O, and a due timer would wait behind a whole
+	 * lap of writes to subscribers. */
+	{
+		struct timeval most = { 0, 200 };
+
+		event_config_set_max_dispatch_interval(ecfg, &most, 32, EV_PRIO_WORK);
+	}
 	ev_base = event_base_new_with_config(ecfg);
 	event_config_free(ecfg);
 	if (ev_base == NULL)
 		fatalx("cannot create the event base");
+	/* Two priorities: timers' deadlines first, then everything else (the
+	 * default for new events). */
+	if (event_base_priority_init(ev_base, EV_PRIORITIES) < 0)
+		fatalx("cannot set the event base's priorities");
 
 	stats_init();
 	events_init();

@@ -368,6 +368,8 @@ timers_init(void)
 	wall_heap.ev = evtimer_new(ev_base, heap_fire_cb, &wall_heap);
 	if (mono_heap.ev == NULL || wall_heap.ev == NULL)
 		fatalx("cannot make the timer events");
+	event_priority_set(mono_heap.ev, EV_PRIO_TIMERS);
+	event_priority_set(wall_heap.ev, EV_PRIO_TIMERS);
 	clock_fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (clock_fd < 0) {
 		log_warn("timerfd_create errno=%d: at timers will not follow clock changes",

@@ -59,6 +59,12 @@ struct config {
 extern struct config cfg;
 extern bool daemon_stopping;    /* shutdown began: nothing new is created */
 extern struct event_base *ev_base;
+/* Event priorities (lower runs first within a lap): a timer's deadline is
+ * served before the lap's connection reads and writes; every event is
+ * EV_PRIO_WORK unless it says otherwise. */
+#define EV_PRIO_TIMERS 0
+#define EV_PRIO_WORK 1
+#define EV_PRIORITIES 2
 
 /* Handler results: what the dispatcher does with the Reply. */
 enum op_result {
