@@ -9,6 +9,8 @@ any number of calls (1000 waits, say) may be in flight at once."""
 
 import asyncio
 import datetime
+import os
+import socket
 import weakref
 from typing import (Any, Awaitable, Callable, Dict, Generator, Iterable, List,
                     Mapping, Optional, Sequence, Union)
@@ -267,6 +269,22 @@ class Client:
             if not fut.done():
                 fut.set_result(None)
 
+    def _file(self, data: bytes) -> Optional[Error]:
+        """Events to the buffer, replies to their futures; returns the
+        daemon's error when it closed the connection with one."""
+        for m in self._decoder.feed(data):
+            if m.HasField("event"):
+                self._events.add(m.event)
+                self._wake()
+            elif m.reply.id == 0:
+                return from_code(m.reply.error.code, m.reply.error.message)
+            else:
+                self._events.on_reply(m.reply)
+                fut = self._pending.pop(m.reply.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(m.reply)
+        return None
+
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         why = "waiterd closed the connection"
         err: Optional[Error] = None
@@ -275,26 +293,43 @@ class Client:
                 data = await reader.read(READ_SIZE)
                 if not data:
                     break
-                for m in self._decoder.feed(data):
-                    if m.HasField("event"):
-                        self._events.add(m.event)
-                        self._wake()
-                    elif m.reply.id == 0:
-                        err = from_code(m.reply.error.code, m.reply.error.message)
-                        why = f"waiterd closed the connection: {err}"
-                        break
-                    else:
-                        self._events.on_reply(m.reply)
-                        fut = self._pending.pop(m.reply.id, None)
-                        if fut is not None and not fut.done():
-                            fut.set_result(m.reply)
+                err = self._file(data)
                 if err is not None:
+                    why = f"waiterd closed the connection: {err}"
                     break
         except OSError as e:
             why = f"the connection to waiterd broke: {e.strerror or e}"
         except Error as e:
             why, err = f"waiterd sent garbage: {e}", e
         self._fail(why, err)
+
+    def _salvage(self) -> None:
+        """A write failed (the daemon closed): asyncio closes the socket
+        before reading what the daemon sent last, so read it now from a
+        duplicate of the descriptor, for the error that says why."""
+        assert self._writer is not None
+        sock = self._writer.get_extra_info("socket")
+        try:
+            dup = socket.socket(fileno=os.dup(sock.fileno()))
+        except (OSError, AttributeError, ValueError):
+            return
+        data = b""
+        with dup:
+            dup.setblocking(False)
+            try:
+                while True:
+                    chunk = dup.recv(READ_SIZE)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+        try:
+            err = self._file(data)
+        except Error as e:
+            err = e
+        if err is not None:
+            self._fail(f"waiterd closed the connection: {err}", err)
 
     async def _call(self, field: str, msg: Message, stream: Optional[int] = None) -> Message:
         """Send one request and await its reply. ``stream``: the key of the
@@ -315,6 +350,8 @@ class Client:
         try:
             try:
                 self._writer.write(encode(req))
+                if self._writer.transport.is_closing() and self._lost is None:
+                    self._salvage()
                 await self._writer.drain()
             except OSError as e:
                 # The daemon may have said why it closed: let the reader see it.
