@@ -202,14 +202,16 @@ def test_frame_too_large_then_connection_lost(w):
         w.fileno()
 
 
-def test_fileno_is_the_socket(w):
+def test_fileno_is_the_socket(w, daemon):
     import select
     fd = w.fileno()
     assert isinstance(fd, int) and fd >= 0
+    t = w.after(3600)
     assert select.select([w], [], [], 0) == ([], [], [])    # nothing to read yet
-    t = w.after(0)
-    assert select.select([fd], [], [], 30)[0] == [fd]       # its event arrives
-    assert next(t.events()).final
+    with daemon.client() as other:
+        other.cancel(t.id)              # its event is sent to w before this returns
+    assert select.select([fd], [], [], 30)[0] == [fd]
+    assert next(t.events()).kind == "cancelled"
     w.close()
     with pytest.raises(waiter.ConnectionLost):
         w.fileno()
