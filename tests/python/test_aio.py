@@ -3,6 +3,7 @@ async event iteration, EventsLost, and a connection that closes mid-call.
 (pytest-asyncio is not a dependency: each test runs asyncio.run.)"""
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -212,3 +213,146 @@ def test_shutdown_answers_pending_wait(daemon):
             assert kinds[-1] == "shutdown"
     run(main())
     daemon.kill()
+
+
+def run_checked(coro):
+    """run(), failing on any error the loop reports (e.g. "Future exception
+    was never retrieved")."""
+    reported = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: reported.append(ctx))
+        await coro
+        gc.collect()
+        await asyncio.sleep(0)
+    run(main())
+    assert reported == []
+
+
+def test_refused_connection_raises_the_daemons_error(start_daemon):
+    d = start_daemon("--max-clients", "1")
+
+    async def main():
+        async with waiter.aio.connect(d.sock) as w:
+            for _ in range(3):
+                with pytest.raises(waiter.ResourceExhausted):
+                    await waiter.aio.connect(d.sock)
+            with pytest.raises(waiter.ResourceExhausted):
+                async with waiter.aio.Client(d.sock):
+                    pass
+            assert await w.ping()
+    run_checked(main())
+
+
+def test_frame_too_large_then_connection_lost_and_closed(daemon):
+    async def main():
+        async with waiter.aio.connect(daemon.sock) as w:
+            with pytest.raises(waiter.FrameTooLarge):
+                await w.submit(["cat"], stdin=b"x" * (2 << 20))
+            for _ in range(2):
+                with pytest.raises(waiter.ConnectionLost):
+                    await w.ping()
+            assert w._writer.is_closing()
+    run_checked(main())
+
+
+def test_socket_closed_when_the_daemon_closes(daemon):
+    async def main():
+        w = await waiter.aio.connect(daemon.sock)
+        t = await w.after(3600, lifetime="daemon")
+        pending = asyncio.ensure_future(w.wait(t))
+        await w.ping()
+        async with waiter.aio.connect(daemon.sock) as b:
+            await b.shutdown()
+        with pytest.raises(waiter.ShuttingDown):
+            await pending
+        while w._reader_task is not None and not w._reader_task.done():
+            await asyncio.sleep(0.01)
+        assert w._writer.is_closing()
+        with pytest.raises(waiter.ConnectionLost):
+            await w.ping()
+        await w.close()
+    run_checked(main())
+    daemon.kill()
+
+
+def test_cancelled_waits_do_not_leak(daemon):
+    async def main():
+        async with waiter.aio.connect(daemon.sock) as w:
+            t = await w.after(3600)
+            for _ in range(3):
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(w.wait(t), 0.05)
+                assert w._pending == {}
+            assert (await w.stats()).waits == 3     # the daemon keeps them...
+            await t.cancel()                        # ...until the object ends
+            while (await w.stats()).waits:
+                await asyncio.sleep(0.01)
+            assert w._pending == {}
+            u = await w.after(3600)
+            with pytest.raises(waiter.TimedOut):     # the daemon's own timeout
+                await w.wait(u.id, timeout=0.05)
+            with pytest.raises(waiter.TimedOut):
+                await u.wait(timeout=0)
+            assert (await w.stats()).waits == 0 and w._pending == {}
+    run_checked(main())
+
+
+def test_async_with_bare_client_and_close_unopened(daemon):
+    async def main():
+        async with waiter.aio.Client(daemon.sock) as w:
+            assert await w.ping() > 0 and w.connection_id >= 1
+        with pytest.raises(waiter.ConnectionLost):
+            await w.ping()
+        never = waiter.aio.Client(daemon.sock)
+        await never.close()
+        await never.close()
+        with pytest.raises(waiter.ConnectionLost):
+            await never.ping()
+        await never.open()
+        assert await never.ping() > 0
+        await never.close()
+    run_checked(main())
+
+
+def test_events_ids_by_name_and_every_stream_sees_its_events(daemon):
+    async def main():
+        async with waiter.aio.connect(daemon.sock) as w:
+            t = await w.every(0.001, count=2, name="aio-name", lifetime="daemon")
+            await t.wait()
+            s = w.events(since=0, ids=["aio-name"])
+            evs = [await s.__anext__(), await s.__anext__()]
+            assert [e.object_id for e in evs] == [t.id, t.id]
+            assert [e.final for e in evs] == [False, True]
+            with pytest.raises(waiter.NotFound):
+                await w.events(ids=["no-such-name"]).start()
+            with pytest.raises(waiter.InvalidArgument):
+                w.events(ids=[1.5])
+            live = await w.events().start()
+            a = await w.after(0)
+            assert (await live.__anext__()).object_id == a.id
+            assert [e.final async for e in a.events()] == [True]
+    run_checked(main())
+
+
+def test_task_and_watch_methods(daemon, tmpdir_path):
+    async def main():
+        async with waiter.aio.connect(daemon.sock) as w:
+            task = await w.submit(["sleep", "60"])
+            while (await task.refresh()).task.state != "running":
+                await asyncio.sleep(0.01)
+            assert task.info.task.state == "running"
+            assert (await w.tasks(state="RUNNING"))[0].id == task.id
+            await task.cancel()
+            kinds = [e.kind async for e in task.events()]
+            assert kinds[0] == "task_started" and kinds[-1] == "task_done"
+            r = await w.wait(task.id, timeout=30)
+            assert r.state == "cancelled"
+            watch = await w.watch_path(str(tmpdir_path))
+            assert (await watch.refresh()).state == "active"
+            await watch.cancel()
+            evs = [e async for e in watch.events()]
+            assert [e.kind for e in evs] == ["cancelled"] and evs[0].final
+            assert (await watch.refresh()).state == "cancelled"
+            assert watch.info.state == "cancelled"
+    run_checked(main())

@@ -188,5 +188,70 @@ def test_close_and_reconnect(w, daemon):
 def test_connection_error_at_accept_is_reported(start_daemon):
     d = start_daemon("--max-clients", "1")
     with d.client():
-        with pytest.raises((waiter.ResourceExhausted, waiter.ConnectionLost)):
-            d.client()
+        for _ in range(3):
+            with pytest.raises(waiter.ResourceExhausted):
+                d.client()
+
+
+def test_frame_too_large_then_connection_lost(w):
+    with pytest.raises(waiter.FrameTooLarge):
+        w.submit(["cat"], stdin=b"x" * (2 << 20))
+    with pytest.raises(waiter.ConnectionLost):
+        w.ping()
+    with pytest.raises(waiter.ConnectionLost):
+        w.fileno()
+
+
+def test_fileno_is_the_socket(w, daemon):
+    import select
+    fd = w.fileno()
+    assert isinstance(fd, int) and fd >= 0
+    t = w.after(3600)
+    assert select.select([w], [], [], 0) == ([], [], [])    # nothing to read yet
+    with daemon.client() as other:
+        other.cancel(t.id)              # its event is sent to w before this returns
+    assert select.select([fd], [], [], 30)[0] == [fd]
+    assert next(t.events()).kind == "cancelled"
+    w.close()
+    with pytest.raises(waiter.ConnectionLost):
+        w.fileno()
+
+
+def test_threads_share_a_client_and_close_interrupts_a_reader(w):
+    got = []
+
+    def reader():
+        try:
+            next(w.events(kinds=["cancelled"]))
+        except Exception as e:          # what the blocked reader ends with
+            got.append(e)
+    th = threading.Thread(target=reader)
+    th.start()
+    wait_until(lambda: w._reading)      # the thread is blocked in recv()
+    assert w.ping() > 0                 # another thread's call still goes through
+    t = w.after(3600)
+    assert t.refresh().state == "active"
+    w.close()
+    th.join(5)
+    assert not th.is_alive()
+    assert len(got) == 1 and isinstance(got[0], waiter.ConnectionLost), got
+    assert "client closed" in str(got[0])
+    with pytest.raises(waiter.ConnectionLost):
+        w.ping()
+
+
+def test_close_interrupts_a_blocked_wait(w):
+    got = []
+    t = w.after(3600)
+
+    def waiter_thread():
+        try:
+            w.wait(t)
+        except Exception as e:
+            got.append(e)
+    th = threading.Thread(target=waiter_thread)
+    th.start()
+    wait_until(lambda: w._reading)
+    w.close()
+    th.join(5)
+    assert not th.is_alive() and isinstance(got[0], waiter.ConnectionLost), got

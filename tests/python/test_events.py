@@ -101,13 +101,75 @@ def test_shutdown_event_ends_a_stream(daemon):
 
 
 def test_client_buffer_overflow_is_events_lost_not_silence(daemon):
-    # A client that keeps at most 4 unread events: the 10 fires it does not
-    # read become one EVENTS_LOST marker (their seq range) and the newest.
+    # A client that keeps at most 4 unread events: the 10 fires no stream
+    # reads are parked for their timers' streams; the 6 oldest are dropped,
+    # never silently: the stream of a timer whose fire was dropped raises
+    # EventsLost for that seq, then ends (the timer has ended).
     with waiter.Client(daemon.sock, event_buffer=4) as c:
         timers = [c.after(0) for _ in range(10)]
-        timers[-1].wait()                   # every fire has been read by now
-        stream = timers[0].events()
+        for t in timers:
+            t.wait()                        # every fire has been read by now
+        assert c._events.dropped == 6
+        kept = [list(t.events()) for t in timers[6:]]
+        assert [evs[0].object_id for evs in kept] == [t.id for t in timers[6:]]
+        fired = [evs[0].seq for evs in kept]
+        for t in timers[:6]:
+            stream = t.events()
+            with pytest.raises(waiter.EventsLost) as lost:
+                next(stream)
+            assert lost.value.from_seq == lost.value.to_seq < min(fired)
+            assert list(stream) == []       # ended: nothing hangs
+
+
+def test_every_stream_sees_the_events_it_matches(w):
+    s = w.events()
+    t = w.after(0)
+    ev = next(s)
+    assert ev.object_id == t.id and ev.final
+    assert [e.seq for e in t.events()] == [ev.seq]       # kept for t's own stream
+    # Two streams active at once each get their copy.
+    p = w.every(0.001, count=3)
+    both = [e.seq for e in p.events()]
+    assert [next(s).seq for _ in range(3)] == both
+    # A re-subscription with a replay does not take owned objects' events.
+    u = w.after(0)
+    u.wait()
+    w.events(since=0, kinds=["cancelled"])
+    assert [e.object_id for e in u.events()] == [u.id]
+
+
+def test_unread_owned_events_do_not_make_a_filtered_stream_lose(daemon):
+    with waiter.Client(daemon.sock, event_buffer=8) as c:
+        s = c.events(kinds=["cancelled"])
+        p = c.every(0.001, count=20)
+        p.wait()                            # 20 fires, more than 8, unread
+        x = c.after(3600)
+        x.cancel()
+        ev = next(s)                        # no EventsLost: it lost nothing
+        assert (ev.kind, ev.object_id) == ("cancelled", x.id)
+        # 21 events parked for p's and x's streams (none read them), 8 kept.
+        assert c._events.dropped == 13
+        ps = p.events()
         with pytest.raises(waiter.EventsLost) as lost:
-            next(stream)
-        assert lost.value.from_seq == 1 and lost.value.to_seq >= 6
-        assert c._events.dropped >= 6
+            next(ps)                        # p's own stream did lose 13
+        assert lost.value.to_seq - lost.value.from_seq + 1 == 13
+        assert [e.body.fire_count for e in ps] == list(range(14, 21))
+        # A stream that matches but does not read loses its own oldest.
+        every = c.events(kinds=["timer_fired"])
+        q = c.every(0.001, count=10)
+        q.wait()
+        with pytest.raises(waiter.EventsLost) as lost:
+            next(every)
+        # 8 places: the marker (the 3 oldest fires) and fires 4 to 10
+        assert lost.value.to_seq - lost.value.from_seq + 1 == 3
+        assert [next(every).body.fire_count for _ in range(7)] == list(range(4, 11))
+
+
+def test_events_ids_by_name_and_final(w, daemon):
+    t = w.every(0.001, count=2, name="by-name", lifetime="daemon")
+    t.wait()
+    with daemon.client() as c:
+        s = c.events(since=0, ids=["by-name"])
+        evs = [next(s), next(s)]
+        assert [e.object_id for e in evs] == [t.id, t.id]
+        assert [e.final for e in evs] == [False, True]

@@ -174,3 +174,30 @@ def test_events_of_an_object_created_elsewhere(daemon, w):
         assert [e.body.fire_count for e in seen.events()] == [1, 2, 3]
         # Finished, and its events still retained: replayed, then the end.
         assert [e.seq for e in other.get(t.id).events()][-1] > 0
+
+
+def test_tasks_state_is_case_insensitive(w):
+    s = w.submit(["sleep", "60"])
+    wait_until(lambda: s.refresh().task.state == "running")
+    for name in ("running", "RUNNING", "Running", "task_state_running", "TASK_STATE_RUNNING"):
+        assert [o.id for o in w.tasks(state=name)] == [s.id], name
+    with pytest.raises(waiter.InvalidArgument):
+        w.tasks(state="sprinting")
+    w.kill(s, "KILL")                   # Client.kill, by handle and name
+    r = s.wait()
+    assert (r.state, r.signal) == ("cancelled", signal.SIGKILL)
+    assert w.tasks(state="RUNNING") == []
+
+
+def test_timer_cancel_and_watch_cancel_refresh(w, tmpdir_path):
+    t = w.after(3600)
+    assert t.cancel() is None
+    info = t.wait()
+    assert info.state == "cancelled" and info.last_event.final
+    assert info.last_event.body.reason == "requested"
+    watch = w.watch_path(str(tmpdir_path))
+    assert watch.refresh().state == "active" and watch.info.state == "active"
+    watch.cancel()
+    evs = list(watch.events())
+    assert [e.kind for e in evs] == ["cancelled"] and evs[-1].final
+    assert watch.refresh().state == "cancelled" and watch.info.state == "cancelled"

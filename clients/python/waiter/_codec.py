@@ -8,7 +8,7 @@ import types
 from collections import deque
 from dataclasses import dataclass, field
 from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List,
-                    Optional, Sequence, Union)
+                    Optional, Sequence, Set, Union)
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -20,6 +20,7 @@ PROTOCOL_VERSION = 1            # the Hello version this client speaks
 HEADER = struct.Struct(">I")    # 4-byte big-endian frame length
 FRAME_HARD_MAX = 64 << 20       # no daemon frame is larger (proto/frame.h)
 EVENT_BUFFER_LIMIT = 65536      # events kept unread before the oldest are dropped
+LOST_OBJECTS_LIMIT = 65536      # objects whose dropped parked events are remembered
 US = 1_000_000
 
 Seconds = Union[int, float]
@@ -340,23 +341,18 @@ def is_final(ev: pb.Event) -> bool:
     return False
 
 
-class EventBuffer:
-    """Events read from the connection and not yet taken by a consumer.
-    Consumers take the first event their predicate accepts, so an object's
-    iterator and the client's stream each get their own. Past ``limit``
-    unread events the oldest are dropped, never silently: they become one
-    EVENTS_LOST marker at the head, with their seq range, which every
-    stream raises as EventsLost (``dropped`` counts them)."""
+class _Queue:
+    """The unread events of one stream. Past ``limit`` the oldest are
+    dropped, never silently: they become one EVENTS_LOST marker at the head,
+    with their seq range, which the stream raises as EventsLost."""
 
-    def __init__(self, limit: int = EVENT_BUFFER_LIMIT) -> None:
+    def __init__(self, limit: int) -> None:
         self._q: Deque[pb.Event] = deque()
         self.limit = max(2, limit)
         self.dropped = 0
-        self.replay_since: Optional[int] = None
         self._lost: Optional[pb.Event] = None   # our marker, while at the head
 
     def add(self, ev: pb.Event) -> None:
-        """Keep an event for a consumer."""
         self._q.append(ev)
         while len(self._q) > self.limit:
             old = self._q.popleft()
@@ -372,44 +368,172 @@ class EventBuffer:
             else:
                 continue                    # a REPLAY_DONE marker
             if self._lost is None:
-                self._lost = pb.Event(kind=pb.EVENT_KIND_EVENTS_LOST, time_us=old.time_us)
-                self._lost.events_lost.from_seq = lo
-                self._lost.events_lost.to_seq = hi
+                self._lost = lost_marker(lo, hi, old.time_us)
             else:
                 lost = self._lost.events_lost
                 lost.from_seq = min(lost.from_seq, lo)
                 lost.to_seq = max(lost.to_seq, hi)
             self._q.appendleft(self._lost)
 
-    def expect_replay(self, since: Optional[int]) -> None:
-        """A Subscribe replaying after ``since`` is being sent: see on_reply."""
-        self.replay_since = since
+    def take(self) -> Optional[pb.Event]:
+        if not self._q:
+            return None
+        ev = self._q.popleft()
+        if ev is self._lost:
+            self._lost = None
+        return ev
 
-    def on_reply(self, reply: pb.Reply) -> None:
-        """Called by the reader for each Reply, in stream order. At the
-        SubscribeReply of a replay, drop the buffered events the replay sends
-        again (it replays owned events too), so none comes twice."""
-        since = self.replay_since
-        if since is not None and reply.WhichOneof("result") == "subscribe":
-            self.replay_since = None
-            self.drop(lambda ev: ev.seq > since)
-
-    def drop(self, pred: Callable[[pb.Event], bool]) -> None:
-        """Forget every buffered event that ``pred`` accepts."""
-        self._q = deque(ev for ev in self._q if not pred(ev))
-
-    def take(self, pred: Callable[[pb.Event], bool]) -> Optional[pb.Event]:
-        """Remove and return the oldest event that ``pred`` accepts."""
-        for i, ev in enumerate(self._q):
-            if pred(ev):
-                del self._q[i]
-                if ev is self._lost:
-                    self._lost = None
-                return ev
-        return None
+    def drop_after(self, since: int) -> None:
+        """Forget the events after ``since`` (a replay sends them again)."""
+        self._q = deque(ev for ev in self._q if not ev.seq or ev.seq <= since)
 
     def __len__(self) -> int:
         return len(self._q)
+
+
+def lost_marker(lo: int, hi: int, time_us: int = 0) -> pb.Event:
+    """An EVENTS_LOST marker for seqs ``lo`` to ``hi``."""
+    ev = pb.Event(kind=pb.EVENT_KIND_EVENTS_LOST, time_us=time_us)
+    ev.events_lost.from_seq = lo
+    ev.events_lost.to_seq = hi
+    return ev
+
+
+_CREATES = {"timer_create", "task_submit", "watch_path", "watch_pid", "watch_endpoint"}
+
+
+class _Reader:
+    __slots__ = ("matches", "object_id", "queue")
+
+    def __init__(self, matches: Callable[[pb.Event], bool], object_id: int,
+                 queue: _Queue) -> None:
+        self.matches = matches
+        self.object_id = object_id
+        self.queue = queue
+
+
+class EventBuffer:
+    """Events read from the connection and not yet read by a stream.
+
+    The rule (doc/python.md, "Who sees an event"): every active stream
+    (registered with :meth:`register`, until :meth:`unregister`) gets its own
+    copy of each event it matches, so the connection's stream and object
+    streams never take events from one another. An event of an object this
+    connection created that no active stream of that object received is
+    *parked* for a later ``obj.events()`` of its object, which takes it.
+
+    Each stream keeps at most ``limit`` unread events, and the parked events
+    are at most ``limit`` too. Past it the oldest are dropped, never
+    silently: a stream's own overflow becomes an EVENTS_LOST marker at the
+    head of that stream only; dropped parked events are remembered per
+    object, and raised as EventsLost only by a later ``obj.events()`` of that
+    object. ``dropped`` counts every event dropped."""
+
+    def __init__(self, limit: int = EVENT_BUFFER_LIMIT) -> None:
+        self.limit = max(2, limit)
+        self._readers: Dict[int, _Reader] = {}
+        self._next_key = 0
+        self._owned: Set[int] = set()
+        self._parked: Deque[pb.Event] = deque()
+        self._parked_seqs: Set[int] = set()
+        self._parked_lost: Dict[int, List[int]] = {}    # object id -> [from, to]
+        self._parked_dropped = 0
+        self._replays: Dict[int, Any] = {}               # request id -> (since, key)
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because a stream (or the parking) was full."""
+        return self._parked_dropped + sum(r.queue.dropped for r in list(self._readers.values()))
+
+    def register(self, matches: Callable[[pb.Event], bool], object_id: int = 0) -> int:
+        """A new active stream; returns its key. An object stream
+        (``object_id``) takes the events parked for its object first."""
+        self._next_key += 1
+        key = self._next_key
+        q = _Queue(self.limit)
+        if object_id:
+            lost = self._parked_lost.pop(object_id, None)
+            if lost is not None:
+                q.add(lost_marker(lost[0], lost[1]))
+            keep: Deque[pb.Event] = deque()
+            for ev in self._parked:
+                if ev.object_id == object_id:
+                    q.add(ev)
+                    self._parked_seqs.discard(ev.seq)
+                else:
+                    keep.append(ev)
+            self._parked = keep
+        self._readers[key] = _Reader(matches, object_id, q)
+        return key
+
+    def ended(self, object_id: int) -> bool:
+        """For an object this connection created: has its final event come?"""
+        return object_id not in self._owned
+
+    def unregister(self, key: int) -> None:
+        """The stream ended or is gone: stop keeping events for it."""
+        self._readers.pop(key, None)
+
+    def add(self, ev: pb.Event) -> None:
+        """File an event read from the connection."""
+        to_object = False
+        for r in list(self._readers.values()):
+            if r.matches(ev):
+                r.queue.add(ev)
+                if r.object_id and r.object_id == ev.object_id:
+                    to_object = True
+        oid = ev.object_id
+        if oid and ev.seq and oid in self._owned:
+            if not to_object and ev.seq not in self._parked_seqs:
+                self._park(ev)
+            if is_final(ev):
+                self._owned.discard(oid)    # no more events of it come
+
+    def _park(self, ev: pb.Event) -> None:
+        self._parked.append(ev)
+        self._parked_seqs.add(ev.seq)
+        while len(self._parked) > self.limit:
+            old = self._parked.popleft()
+            self._parked_seqs.discard(old.seq)
+            self._parked_dropped += 1
+            span = self._parked_lost.get(old.object_id)
+            if span is None:
+                self._parked_lost[old.object_id] = [old.seq, old.seq]
+                while len(self._parked_lost) > LOST_OBJECTS_LIMIT:     # stay bounded
+                    del self._parked_lost[next(iter(self._parked_lost))]
+            else:
+                span[0], span[1] = min(span[0], old.seq), max(span[1], old.seq)
+
+    def expect_replay(self, since: Optional[int], key: int, rid: int) -> None:
+        """The Subscribe of request ``rid`` (replaying after ``since``
+        unless None) for the stream ``key`` is being sent: see on_reply."""
+        self._replays[rid] = (since, key)
+
+    def on_reply(self, reply: pb.Reply) -> None:
+        """Called by the reader for each Reply, in stream order. Notes the
+        objects this connection created; at the SubscribeReply of a replay,
+        drops the events its stream got that the replay sends again (it
+        replays owned events too), so none comes twice."""
+        which = reply.WhichOneof("result")
+        if which in _CREATES:
+            r = getattr(reply, which)
+            if not r.existed:
+                self._owned.add(r.object.id)
+            return
+        entry = self._replays.pop(reply.id, None)
+        if entry is not None and which == "subscribe":
+            since, key = entry
+            reader = self._readers.get(key)
+            if since is not None and reader is not None:
+                reader.queue.drop_after(since)
+
+    def take(self, key: int) -> Optional[pb.Event]:
+        """The oldest unread event of the stream ``key`` (None if none).
+        Raises KeyError for a stream that is not registered."""
+        return self._readers[key].queue.take()
+
+    def __len__(self) -> int:
+        return len(self._parked) + sum(len(r.queue) for r in list(self._readers.values()))
 
 
 class StreamState:
@@ -448,6 +572,8 @@ class StreamState:
             self.replayed = True
             return None
         if ev.kind == pb.EVENT_KIND_EVENTS_LOST:
+            if ev.events_lost.to_seq and ev.events_lost.to_seq <= self.last_seq:
+                return None                 # before this stream started
             self.last_seq = max(self.last_seq, ev.events_lost.to_seq)
             raise EventsLost(ev.events_lost.from_seq, ev.events_lost.to_seq)
         if ev.seq and ev.seq <= self.last_seq:

@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 
 from . import waiter_pb2 as pb
 from ._codec import (US, Handle, IdLike, Logs, ObjectInfo, Record, Seconds,
-                     TaskResult, enum_value, object_id, subscribe_request,
+                     TaskResult, enum_name, enum_value, object_id, subscribe_request,
                      to_record, to_us)
 from .errors import InvalidArgument, from_code
 
@@ -139,8 +139,8 @@ def list_objects(kind: Optional[str] = None, finished: bool = False) -> "Op[List
 def tasks(state: Optional[str] = None, queue: Optional[str] = None,
           finished: bool = False) -> "Op[List[ObjectInfo]]":
     """Tasks, optionally of one task state and one queue."""
-    if state is not None:
-        enum_value(pb.TaskState.DESCRIPTOR, state)     # validates the name
+    if state is not None:       # "RUNNING", "task_state_running", 2: "running"
+        state = enum_name(pb.TaskState.DESCRIPTOR, enum_value(pb.TaskState.DESCRIPTOR, state))
     done = {"succeeded", "failed", "timed_out", "cancelled", "dependency_failed"}
     objs = yield from list_objects("task", finished or state in done)
     return [o for o in objs if o.task is not None

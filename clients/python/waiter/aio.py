@@ -9,6 +9,9 @@ any number of calls (1000 waits, say) may be in flight at once."""
 
 import asyncio
 import datetime
+import os
+import socket
+import weakref
 from typing import (Any, Awaitable, Callable, Dict, Generator, Iterable, List,
                     Mapping, Optional, Sequence, Union)
 
@@ -18,8 +21,9 @@ from . import _ops
 from . import waiter_pb2 as pb
 from ._codec import (Decoder, Event, EventBuffer, Handle, IdLike, Logs,
                      ObjectInfo, Record, Seconds, StreamState, TaskResult,
-                     encode, socket_path)
-from .errors import ConnectionLost, Error, PermissionDenied, Unreachable, from_code
+                     encode, object_id, socket_path, subscribe_request, to_record)
+from .errors import (ConnectionLost, Error, EventsLost, PermissionDenied, Unreachable,
+                     from_code)
 
 __all__ = ["connect", "Client", "Timer", "Watch", "Task", "EventStream"]
 
@@ -92,13 +96,21 @@ class EventStream:
     EventsLost from ``__anext__`` and iterating again goes on after it."""
 
     def __init__(self, client: "Client", state: StreamState,
-                 start: Optional[Callable[[], Awaitable[Any]]] = None,
-                 check: Optional[Callable[[], Awaitable[bool]]] = None) -> None:
+                 start: Optional[Callable[["EventStream"], Awaitable[Any]]] = None,
+                 check: bool = False) -> None:
         self._client = client
         self._state = state
-        self._start = start        # the Subscribe, sent on first use
-        self._check = check
+        self._start = start        # registers and subscribes, on first use
+        self._buffer = client._events
+        self._key = 0
+        self._recheck = False
+        self._check_after_replay = check
         self._finishing = False
+
+    def _attach(self, key: int) -> None:
+        """The stream is registered in the event buffer as ``key``."""
+        self._key = key
+        weakref.finalize(self, self._buffer.unregister, key)
 
     @property
     def last_seq(self) -> int:
@@ -113,22 +125,34 @@ class EventStream:
         that events published from here on are not missed."""
         if self._start is not None:
             start, self._start = self._start, None
-            await start()
+            await start(self)
         return self
 
     async def __anext__(self) -> Event:
         await self.start()
         st = self._state
         while not st.done:
-            raw = await self._client._next_event(st.matches, block=not self._finishing)
+            if self._recheck:
+                self._recheck = False
+                if not (await self._client.get(st.object_id)).info.active:
+                    self._finishing = True
+            raw = await self._client._next_event(self._buffer, self._key,
+                                                 block=not self._finishing)
             if raw is None:
                 break
-            ev = st.accept(raw)
+            try:
+                ev = st.accept(raw)
+            except EventsLost:
+                self._recheck = bool(st.object_id)
+                raise
             if ev is not None:
+                if st.done:
+                    self._buffer.unregister(self._key)
                 return ev
-            if st.replayed and self._check is not None and not await self._check():
-                self._finishing = True
-            self._check = None
+            if st.replayed and self._check_after_replay:
+                self._check_after_replay = False
+                self._recheck = True
+        self._buffer.unregister(self._key)
         raise StopAsyncIteration
 
 
@@ -144,24 +168,31 @@ class Client:
         self._event_limit = event_buffer
         self._writer: Optional[asyncio.StreamWriter] = None
         self._reader_task: Optional["asyncio.Task[None]"] = None
-        self._lost: Optional[Error] = ConnectionLost("not connected yet")
+        self._reset()
+        self._lost = ConnectionLost("not connected yet")
 
-    # ---------------------------------------------------------- connection
-
-    async def open(self) -> "Client":
-        """Connect and say Hello (what :func:`connect` does)."""
-        try:
-            reader, self._writer = await asyncio.open_unix_connection(self.path)
-        except PermissionError as e:
-            raise PermissionDenied(f"cannot connect to {self.path}: {e.strerror}") from e
-        except OSError as e:
-            raise Unreachable(f"no waiterd at {self.path}: {e.strerror or e}") from e
+    def _reset(self) -> None:
         self._decoder = Decoder()
         self._events = EventBuffer(self._event_limit)
         self._pending: Dict[int, "asyncio.Future[pb.Reply]"] = {}
         self._event_waiters: List["asyncio.Future[None]"] = []
         self._next_id = 0
-        self._lost = None
+        self._lost: Optional[Error] = None
+        self._unclaimed: Optional[Error] = None     # the daemon's last word, not yet raised
+
+    # ---------------------------------------------------------- connection
+
+    async def open(self) -> "Client":
+        """Connect and say Hello (what :func:`connect` and ``async with
+        Client(...)`` do)."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.path)
+        except PermissionError as e:
+            raise PermissionDenied(f"cannot connect to {self.path}: {e.strerror}") from e
+        except OSError as e:
+            raise Unreachable(f"no waiterd at {self.path}: {e.strerror or e}") from e
+        self._reset()
+        self._writer = writer
         self._reader_task = asyncio.ensure_future(self._read_loop(reader))
         try:
             r = await self._run(_ops.hello(self.client_name))
@@ -180,7 +211,9 @@ class Client:
         await self.open()
 
     async def close(self) -> None:
-        """Close the connection; pending calls raise ConnectionLost."""
+        """Close the connection; pending calls raise ConnectionLost. Safe on
+        a client that was never opened, and more than once."""
+        self._fail("the client closed this connection")
         if self._writer is not None:
             self._writer.close()
             try:
@@ -195,9 +228,10 @@ class Client:
             except (asyncio.CancelledError, Exception):
                 pass
             self._reader_task = None
-        self._fail(ConnectionLost("the client closed this connection"))
 
     async def __aenter__(self) -> "Client":
+        if self._writer is None:
+            await self.open()
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -205,13 +239,28 @@ class Client:
 
     # ------------------------------------------------------------- the wire
 
-    def _fail(self, err: Error) -> None:
+    def _raise_lost(self) -> None:
+        """After the connection ended: the daemon's error if nobody got it
+        yet, else a ConnectionLost."""
+        err, self._unclaimed = self._unclaimed, None
+        if err is not None:
+            raise err
+        raise ConnectionLost(self._lost.message if self._lost else "not connected")
+
+    def _fail(self, why: str, err: Optional[Error] = None) -> None:
+        """The connection ended. ``err`` (the daemon's error) goes to the
+        calls in flight, or else to the next call; every call after that
+        raises ConnectionLost. The socket is closed."""
         if self._lost is None:
-            self._lost = err
+            self._lost = ConnectionLost(why)
+            if err is not None and not self._pending:
+                self._unclaimed = err
         for fut in self._pending.values():
             if not fut.done():
-                fut.set_exception(self._lost)
+                fut.set_exception(err if err is not None else ConnectionLost(why))
         self._pending.clear()
+        if self._writer is not None:
+            self._writer.close()
         self._wake()
 
     def _wake(self) -> None:
@@ -220,52 +269,104 @@ class Client:
             if not fut.done():
                 fut.set_result(None)
 
+    def _file(self, data: bytes) -> Optional[Error]:
+        """Events to the buffer, replies to their futures; returns the
+        daemon's error when it closed the connection with one."""
+        for m in self._decoder.feed(data):
+            if m.HasField("event"):
+                self._events.add(m.event)
+                self._wake()
+            elif m.reply.id == 0:
+                return from_code(m.reply.error.code, m.reply.error.message)
+            else:
+                self._events.on_reply(m.reply)
+                fut = self._pending.pop(m.reply.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(m.reply)
+        return None
+
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         why = "waiterd closed the connection"
+        err: Optional[Error] = None
         try:
-            while True:
+            while self._lost is None:
                 data = await reader.read(READ_SIZE)
                 if not data:
                     break
-                for m in self._decoder.feed(data):
-                    if m.HasField("event"):
-                        self._events.add(m.event)
-                        self._wake()
-                    elif m.reply.id == 0:
-                        err = from_code(m.reply.error.code, m.reply.error.message)
-                        self._fail(err)
-                        return
-                    else:
-                        self._events.on_reply(m.reply)
-                        fut = self._pending.pop(m.reply.id, None)
-                        if fut is not None and not fut.done():
-                            fut.set_result(m.reply)
+                err = self._file(data)
+                if err is not None:
+                    why = f"waiterd closed the connection: {err}"
+                    break
         except OSError as e:
             why = f"the connection to waiterd broke: {e.strerror or e}"
         except Error as e:
-            self._fail(e)
-            return
-        self._fail(ConnectionLost(why))
+            why, err = f"waiterd sent garbage: {e}", e
+        self._fail(why, err)
 
-    async def _call(self, field: str, msg: Message) -> Message:
+    def _salvage(self) -> None:
+        """A write failed (the daemon closed): asyncio closes the socket
+        before reading what the daemon sent last, so read it now from a
+        duplicate of the descriptor, for the error that says why."""
+        assert self._writer is not None
+        sock = self._writer.get_extra_info("socket")
+        try:
+            dup = socket.socket(fileno=os.dup(sock.fileno()))
+        except (OSError, AttributeError, ValueError):
+            return
+        data = b""
+        with dup:
+            dup.setblocking(False)
+            try:
+                while True:
+                    chunk = dup.recv(READ_SIZE)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+        try:
+            err = self._file(data)
+        except Error as e:
+            err = e
+        if err is not None:
+            self._fail(f"waiterd closed the connection: {err}", err)
+
+    async def _call(self, field: str, msg: Message, stream: Optional[int] = None) -> Message:
+        """Send one request and await its reply. ``stream``: the key of the
+        event stream a Subscribe is for. A cancelled call forgets its
+        request (a reply that comes later is dropped)."""
         if self._lost is not None:
-            raise self._lost
+            self._raise_lost()
         self._next_id += 1
         rid = self._next_id
         req = pb.Request(id=rid)
         getattr(req, field).CopyFrom(msg)
         fut: "asyncio.Future[pb.Reply]" = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
+        if stream is not None:
+            since = msg.since_seq if msg.has_since else None   # type: ignore[attr-defined]
+            self._events.expect_replay(since, stream, rid)
         assert self._writer is not None
         try:
-            self._writer.write(encode(req))
-            await self._writer.drain()
-        except OSError as e:
-            self._pending.pop(rid, None)
-            if self._lost is None:
-                self._lost = ConnectionLost(f"cannot send to waiterd: {e.strerror or e}")
-            raise self._lost from e
-        return _ops.reply_result(await fut)
+            try:
+                self._writer.write(encode(req))
+                if self._writer.transport.is_closing() and self._lost is None:
+                    self._salvage()
+                await self._writer.drain()
+            except OSError as e:
+                # The daemon may have said why it closed: let the reader see it.
+                task = self._reader_task
+                if not fut.done() and task is not None and not task.done():
+                    await asyncio.wait({task}, timeout=1.0)
+                if not fut.done():
+                    self._fail(f"cannot send to waiterd: {e.strerror or e}")
+            reply = await fut
+        finally:
+            if self._pending.get(rid) is fut:
+                del self._pending[rid]
+            if fut.done() and not fut.cancelled():
+                fut.exception()             # retrieved: no "never retrieved" warning
+        return _ops.reply_result(reply)
 
     async def _run(self, op: Generator[Any, Any, Any]) -> Any:
         try:
@@ -281,30 +382,36 @@ class Client:
         h._conn = self.connection_id        # type: ignore[attr-defined]
         return h
 
-    async def _next_event(self, pred: Callable[[pb.Event], bool],
+    async def _next_event(self, buffer: EventBuffer, key: int,
                           block: bool = True) -> Optional[pb.Event]:
         while True:
-            ev = self._events.take(pred)
+            if buffer is not self._events:
+                raise ConnectionLost("this stream's connection was closed")
+            try:
+                ev = buffer.take(key)
+            except KeyError:
+                raise ConnectionLost("this stream was closed") from None
             if ev is not None or not block:
                 return ev
             if self._lost is not None:
-                raise self._lost
+                self._raise_lost()
             fut: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
             self._event_waiters.append(fut)
             await fut
 
     def _object_events(self, h: Handle) -> EventStream:
+        if self._lost is not None:
+            self._raise_lost()
         state = StreamState(object_id=h.id)
-        if h.owned and getattr(h, "_conn", None) == self.connection_id:
-            return EventStream(self, state)
+        owned = h.owned and getattr(h, "_conn", None) == self.connection_id
 
-        async def active() -> bool:
-            return (await self.get(h.id)).info.active
-
-        async def start() -> None:
-            self._events.expect_replay(0)
-            await self._run(_ops.subscribe(0, None, [h.id]))
-        return EventStream(self, state, start, active)
+        async def start(stream: EventStream) -> None:
+            await self._call("subscribe", subscribe_request(0, None, [h.id]), stream._key)
+        stream = EventStream(self, state, None if owned else start, check=not owned)
+        stream._attach(self._events.register(state.matches, h.id))
+        if owned:   # ended already: what is parked for it is all there is
+            stream._finishing = self._events.ended(h.id)
+        return stream
 
     # ------------------------------------------------------------ the API
 
@@ -434,16 +541,22 @@ class Client:
                                                    name, lifetime))
 
     def events(self, since: Optional[int] = None, kinds: Optional[Sequence[str]] = None,
-               ids: Optional[Sequence[int]] = None) -> EventStream:
+               ids: Optional[Sequence[IdLike]] = None) -> EventStream:
         """Subscribe and async-iterate (see waiter.Client.events). The
-        Subscribe is sent when iteration starts: ``async for ev in w.events()``."""
-        idl = [int(i) for i in ids or ()]
-        state = StreamState(kinds, idl)
+        Subscribe is sent when iteration starts: ``async for ev in w.events()``
+        (names in ``ids`` are looked up then)."""
+        for x in ids or ():
+            object_id(x)                    # refuses what is no id nor name
+        state = StreamState(kinds)
 
-        async def start() -> None:
-            self._events.expect_replay(since)
-            r = await self._run(_ops.subscribe(since, kinds, idl))
-            state.subscribed(since, r.last_seq)
+        async def start(stream: EventStream) -> None:
+            if self._lost is not None:
+                self._raise_lost()
+            idl = [await self._run(_ops.resolve(x)) for x in ids or ()]
+            state.ids = set(idl)
+            stream._attach(self._events.register(state.matches))
+            r = await self._call("subscribe", subscribe_request(since, kinds, idl), stream._key)
+            state.subscribed(since, to_record(r).last_seq)
         return EventStream(self, state, start)
 
     async def unsubscribe(self) -> None:

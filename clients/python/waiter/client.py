@@ -1,16 +1,20 @@
 """waiter.Client: the blocking client.
 
-One connection, one Hello. Calls are serialized by a lock, so a Client may be
-shared between threads, one caller at a time. Events read while waiting for a
-reply are buffered for the event iterators, and replies read while iterating
-events are kept for their callers."""
+One connection, one Hello. A Client may be used by several threads at once:
+one thread at a time reads the socket and files what it reads (replies by
+request id, events for each stream), the others wait for it to hand over
+what they wait for, so a thread blocked in ``next(stream)`` or in ``wait()``
+does not block another thread's ``ping()``. ``close()`` from any thread
+interrupts every blocked call and stream (they raise ConnectionLost)."""
 
 import datetime
 import select
 import socket
 import threading
+import time
+import weakref
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping,
-                    Optional, Sequence, Union)
+                    Optional, Sequence, Set, Union)
 
 from google.protobuf.message import Message
 
@@ -18,8 +22,9 @@ from . import _ops
 from . import waiter_pb2 as pb
 from ._codec import (Decoder, Event, EventBuffer, Handle, IdLike, Logs,
                      ObjectInfo, Record, Seconds, StreamState, TaskResult,
-                     encode, socket_path)
-from .errors import ConnectionLost, Error, PermissionDenied, Unreachable, from_code
+                     encode, socket_path, subscribe_request, to_record)
+from .errors import (ConnectionLost, Error, EventsLost, PermissionDenied, Unreachable,
+                     from_code)
 
 __all__ = ["Client", "Timer", "Watch", "Task", "EventStream", "connect_socket"]
 
@@ -113,12 +118,16 @@ class EventStream(Iterator[Event]):
     usable, and iterating it again goes on after the gap. ``last_seq`` is the
     highest seq seen, for ``events(since=...)`` on a new connection."""
 
-    def __init__(self, client: "Client", state: StreamState,
-                 check: Optional[Callable[[], bool]] = None) -> None:
+    def __init__(self, client: "Client", state: StreamState, key: int,
+                 check: bool = False) -> None:
         self._client = client
         self._state = state
-        self._check = check        # after the replay: is the object still active?
+        self._key = key
+        self._buffer = client._events
+        self._recheck = False      # ask the daemon whether the object still runs
+        self._check_after_replay = check
         self._finishing = False
+        weakref.finalize(self, client._events.unregister, key)
 
     @property
     def last_seq(self) -> int:
@@ -131,16 +140,59 @@ class EventStream(Iterator[Event]):
     def __next__(self) -> Event:
         st = self._state
         while not st.done:
-            raw = self._client._next_event(st.matches, block=not self._finishing)
+            if self._recheck:
+                self._recheck = False
+                if not self._client.get(st.object_id).info.active:
+                    self._finishing = True      # it ended: drain what is here
+            raw = self._client._next_event(self._buffer, self._key,
+                                           block=not self._finishing)
             if raw is None:
                 break
-            ev = st.accept(raw)
+            try:
+                ev = st.accept(raw)
+            except EventsLost:
+                # An object's final event may be among the lost ones.
+                self._recheck = bool(st.object_id)
+                raise
             if ev is not None:
+                if st.done:
+                    self._buffer.unregister(self._key)
                 return ev
-            if st.replayed and self._check is not None and not self._check():
-                self._finishing = True      # ended before: drain what is here
-            self._check = None
+            if st.replayed and self._check_after_replay:
+                self._check_after_replay = False
+                self._recheck = True
+        self._buffer.unregister(self._key)
         raise StopIteration
+
+
+class _Sock:
+    """A socket and the threads using it outside the lock (in recv() or
+    sendall()): it is closed when the last of them leaves, and only shut
+    down before, so that no thread ever uses a closed (or reused) fd."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.users = 0
+        self.dead = False
+
+    def kill(self) -> None:
+        self.dead = True
+        if self.users:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)    # a blocked call returns
+            except OSError:
+                pass
+        else:
+            self.sock.close()
+
+    def enter(self) -> socket.socket:
+        self.users += 1
+        return self.sock
+
+    def leave(self) -> None:
+        self.users -= 1
+        if self.dead and not self.users:
+            self.sock.close()
 
 
 class Client:
@@ -157,19 +209,26 @@ class Client:
         self.path = socket_path(path)
         self.client_name = client_name
         self._event_limit = event_buffer
-        self._lock = threading.RLock()
+        self._cv = threading.Condition(threading.Lock())   # the state below
+        self._send_lock = threading.Lock()                 # one frame at a time
         self._sock: Optional[socket.socket] = None
+        self._lost: Optional[Error] = None
         self._connect()
 
     # ---------------------------------------------------------- connection
 
     def _connect(self) -> None:
-        self._sock = connect_socket(self.path)
-        self._decoder = Decoder()
-        self._events = EventBuffer(self._event_limit)
-        self._replies: Dict[int, pb.Reply] = {}
-        self._next_id = 0
-        self._lost: Optional[Error] = None
+        sock = connect_socket(self.path)
+        with self._cv:
+            self._sock: Optional[_Sock] = _Sock(sock)
+            self._decoder = Decoder()
+            self._events = EventBuffer(self._event_limit)
+            self._replies: Dict[int, Any] = {}      # rid -> Reply, or the Error that ended all
+            self._inflight: Set[int] = set()
+            self._next_id = 0
+            self._lost: Optional[Error] = None
+            self._unclaimed: Optional[Error] = None  # the daemon's last word, not yet raised
+            self._reading = False
         try:
             r = self._run(_ops.hello(self.client_name))
         except Error:
@@ -183,19 +242,26 @@ class Client:
     def reconnect(self) -> None:
         """Close this connection (if open) and open a new one to the same
         path. Follow with ``events(since=stream.last_seq)`` to resume; if the
-        new ``last_seq`` is lower than the one you saw, the daemon restarted."""
-        with self._lock:
-            self.close()
-            self._connect()
+        new ``last_seq`` is lower than the one you saw, the daemon restarted.
+        Streams of the old connection raise ConnectionLost."""
+        self.close()
+        self._connect()
 
     def close(self) -> None:
-        """Close the connection; objects of lifetime "connection" end."""
-        with self._lock:
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
+        """Close the connection; objects of lifetime "connection" end. Safe
+        from any thread: calls and streams blocked in other threads raise
+        ConnectionLost."""
+        with self._cv:
             if self._lost is None:
                 self._lost = ConnectionLost("the client closed this connection")
+            self._release_sock()
+            self._cv.notify_all()
+
+    def _release_sock(self) -> None:
+        """With the lock held: the socket is done for."""
+        if self._sock is not None:
+            self._sock.kill()
+            self._sock = None
 
     def __enter__(self) -> "Client":
         return self
@@ -205,69 +271,144 @@ class Client:
 
     def fileno(self) -> int:
         """The socket's descriptor, for select()-style loops."""
-        if self._sock is None:
+        s = self._sock
+        if s is None or self._lost is not None:
             raise ConnectionLost("the connection is closed")
-        return self._sock.fileno()
+        return s.sock.fileno()
 
     # ------------------------------------------------------------- the wire
 
-    def _die(self, why: str) -> ConnectionLost:
-        self._lost = ConnectionLost(why)
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        return self._lost
+    def _raise_lost(self) -> None:
+        """With the lock held, after the connection ended: raise the
+        daemon's error if nobody got it yet, else ConnectionLost."""
+        err, self._unclaimed = self._unclaimed, None
+        if err is not None:
+            raise err
+        assert self._lost is not None
+        raise ConnectionLost(self._lost.message)
 
-    def _read(self, timeout: Optional[float] = None) -> bool:
-        """Read once and file what came: events buffered, replies by id."""
-        if self._lost is not None:
-            raise self._lost
-        assert self._sock is not None
-        if timeout is not None and not select.select([self._sock], [], [], timeout)[0]:
-            return False
+    def _die(self, why: str, err: Optional[Error] = None) -> None:
+        """With the lock held: the connection ended. ``err`` (the daemon's
+        error) goes to the calls in flight, or else to the next call."""
+        if self._lost is None:
+            self._lost = ConnectionLost(why)
+            if err is not None:
+                if self._inflight:
+                    for rid in self._inflight:
+                        self._replies.setdefault(rid, err)
+                else:
+                    self._unclaimed = err
+        self._release_sock()
+        self._cv.notify_all()
+
+    def _wait_for(self, ready: Callable[[], bool], timeout: Optional[float] = None) -> bool:
+        """Block until ``ready()`` (called with the lock held) holds, or
+        ``timeout`` passes (False). One thread at a time reads the socket and
+        files what it read; the others wait for it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while True:
+                if ready():
+                    return True
+                if self._lost is not None:
+                    self._raise_lost()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if self._reading:
+                    self._cv.wait(left)
+                    continue
+                holder = self._sock
+                assert holder is not None
+                sock = holder.enter()
+                self._reading = True
+                self._cv.release()
+                data: Optional[bytes] = None
+                failure: Optional[OSError] = None
+                try:
+                    if left is None or select.select([sock], [], [], left)[0]:
+                        data = sock.recv(READ_SIZE)
+                except OSError as e:
+                    failure = e
+                finally:
+                    self._cv.acquire()
+                    self._reading = False
+                    holder.leave()
+                    self._cv.notify_all()
+                if self._lost is not None:
+                    continue                    # closed meanwhile
+                if failure is not None:
+                    self._die(f"the connection to waiterd broke: {failure.strerror or failure}")
+                elif data == b"":
+                    self._die("waiterd closed the connection")
+                elif data is not None:
+                    self._file(data)
+
+    def _file(self, data: bytes) -> None:
+        """With the lock held: events to their streams, replies by id."""
         try:
-            data = self._sock.recv(READ_SIZE)
-        except OSError as e:
-            raise self._die(f"the connection to waiterd broke: {e.strerror or e}") from e
-        if not data:
-            raise self._die("waiterd closed the connection")
-        for m in self._decoder.feed(data):
+            msgs = self._decoder.feed(data)
+        except Error as e:
+            self._die(f"waiterd sent garbage: {e}", e)
+            return
+        for m in msgs:
             if m.HasField("event"):
                 self._events.add(m.event)
             elif m.reply.id == 0:
                 err = from_code(m.reply.error.code, m.reply.error.message)
-                self._die(f"waiterd closed the connection: {err}")
-                raise err
+                self._die(f"waiterd closed the connection: {err}", err)
+                return
             else:
                 self._events.on_reply(m.reply)
-                self._replies[m.reply.id] = m.reply
-        return True
+                if m.reply.id in self._inflight:
+                    self._replies[m.reply.id] = m.reply
 
-    def _call(self, field: str, msg: Message) -> Message:
-        with self._lock:
-            if self._lost is not None:
-                raise self._lost
-            self._next_id += 1
-            rid = self._next_id
+    def _call(self, field: str, msg: Message, stream: Optional[int] = None) -> Message:
+        """Send one request and wait for its reply. ``stream``: the key of
+        the event stream a Subscribe is for (see EventBuffer.on_reply)."""
+        with self._send_lock:
+            with self._cv:
+                if self._lost is not None:
+                    self._raise_lost()
+                self._next_id += 1
+                rid = self._next_id
+                self._inflight.add(rid)
+                if stream is not None:
+                    since = msg.since_seq if msg.has_since else None  # type: ignore[attr-defined]
+                    self._events.expect_replay(since, stream, rid)
+                holder = self._sock
+                assert holder is not None
+                sock = holder.enter()
             req = pb.Request(id=rid)
             getattr(req, field).CopyFrom(msg)
+            failure: Optional[OSError] = None
             try:
-                assert self._sock is not None
-                self._sock.sendall(encode(req))
+                sock.sendall(encode(req))
             except OSError as e:
-                self._pending_error()
-                raise self._die(f"cannot send to waiterd: {e.strerror or e}") from e
-            while rid not in self._replies:
-                self._read()
-            return _ops.reply_result(self._replies.pop(rid))
-
-    def _pending_error(self) -> None:
-        """After a failed send: the daemon may have said why it closed."""
+                failure = e
+            finally:
+                with self._cv:
+                    holder.leave()
         try:
-            while self._read(timeout=1.0):
-                pass
-        except ConnectionLost:
-            pass
+            if failure is not None:
+                # The daemon may have said why it closed: read up to 1 s for it.
+                self._wait_for(lambda: rid in self._replies, timeout=1.0)
+                with self._cv:
+                    if rid not in self._replies:
+                        self._die(f"cannot send to waiterd: {failure.strerror or failure}")
+            else:
+                self._wait_for(lambda: rid in self._replies)
+            with self._cv:
+                if rid not in self._replies:
+                    self._raise_lost()
+                reply = self._replies.pop(rid)
+        finally:
+            with self._cv:
+                self._inflight.discard(rid)
+                self._replies.pop(rid, None)
+        if isinstance(reply, Error):
+            raise reply
+        return _ops.reply_result(reply)
 
     def _run(self, op: Any) -> Any:
         return _ops.run_sync(op, self._call)
@@ -278,22 +419,45 @@ class Client:
         h._conn = self.connection_id        # type: ignore[attr-defined]
         return h
 
-    def _next_event(self, pred: Callable[[pb.Event], bool], block: bool = True) -> Optional[pb.Event]:
-        with self._lock:
-            while True:
-                ev = self._events.take(pred)
-                if ev is not None or not block:
-                    return ev
-                self._read()
+    def _next_event(self, buffer: EventBuffer, key: int,
+                    block: bool = True) -> Optional[pb.Event]:
+        got: List[pb.Event] = []
+
+        def ready() -> bool:
+            if buffer is not self._events:
+                raise ConnectionLost("this stream's connection was closed")
+            try:
+                ev = buffer.take(key)
+            except KeyError:
+                raise ConnectionLost("this stream was closed") from None
+            if ev is not None:
+                got.append(ev)
+                return True
+            return not block
+        self._wait_for(ready)
+        return got[0] if got else None
+
+    def _register(self, state: StreamState) -> int:
+        with self._cv:
+            if self._lost is not None:
+                self._raise_lost()
+            return self._events.register(state.matches, state.object_id)
+
+    def _subscribe(self, since: Optional[int], kinds: Optional[Sequence[str]],
+                   ids: Sequence[int], key: int) -> Record:
+        return to_record(self._call("subscribe", subscribe_request(since, kinds, ids), key))
 
     def _object_events(self, h: Handle) -> EventStream:
         state = StreamState(object_id=h.id)
+        key = self._register(state)
         if h.owned and getattr(h, "_conn", None) == self.connection_id:
-            return EventStream(self, state)
-        with self._lock:
-            self._events.expect_replay(0)
-            self._run(_ops.subscribe(0, None, [h.id]))
-        return EventStream(self, state, check=lambda: self.get(h.id).info.active)
+            stream = EventStream(self, state, key)
+            # Ended already: what is parked for it is all there is.
+            stream._finishing = self._events.ended(h.id)
+            return stream
+        stream = EventStream(self, state, key, check=True)
+        self._subscribe(0, None, [h.id], key)
+        return stream
 
     # ------------------------------------------------------------ the API
 
@@ -432,11 +596,11 @@ class Client:
         replaces it. Events of objects this client created come as well."""
         idl = [self._run(_ops.resolve(x)) for x in ids or ()]
         state = StreamState(kinds, idl)
-        with self._lock:
-            self._events.expect_replay(since)
-            r = self._run(_ops.subscribe(since, kinds, idl))
-            state.subscribed(since, r.last_seq)
-        return EventStream(self, state)
+        key = self._register(state)
+        stream = EventStream(self, state, key)
+        r = self._subscribe(since, kinds, idl, key)
+        state.subscribed(since, r.last_seq)
+        return stream
 
     def unsubscribe(self) -> None:
         """End the subscription (owned objects' events keep coming)."""
