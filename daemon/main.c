@@ -51,6 +51,7 @@ struct config cfg = {
 	.max_queued_tasks = 100000,
 	.max_tasks_per_user = 100000,
 	.max_watched_dirs = 100000,
+	.frame_timeout_us = 30 * UINT64_C(1000000),
 	.kill_grace_us = 5000000,
 };
 struct event_base *ev_base;
@@ -74,6 +75,9 @@ static const char usage_text[] =
 "  -d, --daemonize          detach once the socket is ready; log to PATH.log\n"
 "      --log-file FILE      append the log to FILE instead of stderr\n"
 "      --max-frame BYTES    largest request frame accepted (default 1048576)\n"
+"      --frame-timeout DURATION\n"
+"                           a client that began a frame must finish it within\n"
+"                           this, or it is closed (default 30s)\n"
 "      --max-clients N      connections served at once (default 10000)\n"
 "      --max-output BYTES   per-connection output limit; a subscriber past it\n"
 "                           loses events and gets EVENTS_LOST (default 4194304)\n"
@@ -163,7 +167,7 @@ enum {
 	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
 	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_NO_TASKS, OPT_MAX_QUEUED,
 	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_KEEP_FOR, OPT_NO_PIDFD, OPT_MAX_USER_TASKS,
-	OPT_MAX_WATCHED_DIRS
+	OPT_MAX_WATCHED_DIRS, OPT_FRAME_TIMEOUT
 };
 
 static void
@@ -190,6 +194,7 @@ parse_args(int argc, char **argv)
 		{ "no-pidfd", no_argument, NULL, OPT_NO_PIDFD },
 		{ "max-tasks-per-user", required_argument, NULL, OPT_MAX_USER_TASKS },
 		{ "max-watched-dirs", required_argument, NULL, OPT_MAX_WATCHED_DIRS },
+		{ "frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT },
 		{ "max-queued-tasks", required_argument, NULL, OPT_MAX_QUEUED },
 		{ "kill-grace", required_argument, NULL, OPT_KILL_GRACE },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -262,6 +267,12 @@ parse_args(int argc, char **argv)
 		case OPT_KILL_GRACE:
 			if (waiter_parse_duration(optarg, &cfg.kill_grace_us, &err) < 0)
 				usage_error("--kill-grace: %s", err);
+			break;
+		case OPT_FRAME_TIMEOUT:
+			if (waiter_parse_duration(optarg, &cfg.frame_timeout_us, &err) < 0)
+				usage_error("--frame-timeout: %s", err);
+			if (cfg.frame_timeout_us == 0)
+				usage_error("--frame-timeout: %s", "must be longer than 0");
 			break;
 		case 'v': cfg.verbose++; break;
 		case 'V': printf("waiterd %s (protocol %d)\n", PACKAGE_VERSION,

@@ -275,6 +275,70 @@ conn_send_reply(struct conn *c, Reply *rep)
 }
 
 static void conn_read_cb(evutil_socket_t, short, void *);
+static void conn_reject(struct conn *c, Waiter__V1__ErrorCode code, const char *msg);
+
+/*
+ * Connections holding part of a frame, and since when: one that began a
+ * frame must finish it within --frame-timeout (a slow-loris client holds
+ * a buffer and a slot otherwise). One sweep a second looks at this list
+ * only; it is empty unless a frame straddles reads.
+ */
+static LIST_HEAD(, conn) partial = LIST_HEAD_INITIALIZER(partial);
+static struct event *partial_ev;
+
+static void
+conn_untrack_partial(struct conn *c)
+{
+	if (c->partial_since == 0)
+		return;
+	LIST_REMOVE(c, partial_link);
+	c->partial_since = 0;
+	if (LIST_EMPTY(&partial))
+		event_del(partial_ev);
+}
+
+/* After a read: note when an unfinished frame began, or that none is. */
+static void
+conn_track_partial(struct conn *c)
+{
+	struct timeval second = { 1, 0 };
+
+	if (c->closing != CONN_OPEN || evbuffer_get_length(c->in) == 0) {
+		conn_untrack_partial(c);
+		return;
+	}
+	if (c->partial_since != 0)
+		return;
+	if (LIST_EMPTY(&partial))
+		event_add(partial_ev, &second);
+	c->partial_since = clock_mono_us();
+	LIST_INSERT_HEAD(&partial, c, partial_link);
+}
+
+static void
+partial_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c, *next;
+	int64_t now = clock_mono_us();
+
+	(void)fd, (void)what, (void)arg;
+	for (c = LIST_FIRST(&partial); c != NULL; c = next) {
+		next = LIST_NEXT(c, partial_link);
+		/* Not its fault while we do not read it (its output is full). */
+		if (c->paused || c->peer_eof) {
+			c->partial_since = now;
+			continue;
+		}
+		if (now - c->partial_since < (int64_t)cfg.frame_timeout_us)
+			continue;
+		conn_untrack_partial(c);
+		conn_reject(c, WAITER__V1__ERROR_CODE__ERROR_CODE_PROTOCOL_ERROR,
+		    arena_printf("a frame begun %llu ms ago is still not whole: "
+		    "closing (waiterd --frame-timeout)",
+		    (unsigned long long)(now - c->partial_since) / 1000));
+	}
+	arena_reset();
+}
 
 void
 conn_close(struct conn *c, enum conn_closing how, const char *why)
@@ -283,6 +347,7 @@ conn_close(struct conn *c, enum conn_closing how, const char *why)
 		return;
 	log_debug("close conn=%llu how=%s why=\"%s\"", (unsigned long long)c->id,
 	    how == CONN_FLUSH ? "flush" : "now", why ? why : "");
+	conn_untrack_partial(c);
 	if (how == CONN_FLUSH && conn_output_len(c) > 0) {
 		/* Keep writing; wake on the peer's close or the timeout. */
 		struct timeval tv = clock_tv(FLUSH_TIMEOUT_US);
@@ -311,6 +376,7 @@ conn_free(struct conn *c)
 {
 	size_t all = SIZE_MAX;
 
+	conn_untrack_partial(c);
 	events_conn_closed(c);
 	objects_conn_release(c, &all);  /* already done, unless at exit */
 	tasks_conn_drained(c);          /* its paced tasks lost their owner */
@@ -536,6 +602,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	conn_process(c);
+	conn_track_partial(c);
 	stats_lap_end(begin, "conn_read", c->id);
 }
 
@@ -892,8 +959,9 @@ server_listen(const char **cause)
 	listen_ev = event_new(ev_base, listen_fd, EV_READ | EV_PERSIST, server_accept_cb, NULL);
 	accept_retry_ev = evtimer_new(ev_base, server_accept_retry_cb, NULL);
 	reap_ev = event_new(ev_base, -1, 0, server_reap_cb, NULL);
+	partial_ev = event_new(ev_base, -1, EV_PERSIST, partial_sweep_cb, NULL);
 	if (listen_ev == NULL || accept_retry_ev == NULL || reap_ev == NULL ||
-	    event_add(listen_ev, NULL) < 0)
+	    partial_ev == NULL || event_add(listen_ev, NULL) < 0)
 		fatalx("cannot set up the listener");
 	log_info("listening path=%s pid=%d mode=%04o", cfg.socket_path, (int)getpid(),
 	    (unsigned)mode);
@@ -988,6 +1056,9 @@ server_free(void)
 		event_free(accept_retry_ev);
 	if (reap_ev != NULL)
 		event_free(reap_ev);
+	if (partial_ev != NULL)
+		event_free(partial_ev);
+	partial_ev = NULL;
 	if (grace_ev != NULL)
 		event_free(grace_ev);
 	if (reserve_fd >= 0)

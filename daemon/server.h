@@ -57,6 +57,8 @@ struct conn {
 	unsigned objects;       /* active objects it created */
 	unsigned n_waits;       /* pending Wait requests */
 	uint64_t watched_dirs;  /* directories its path watches hold */
+	int64_t partial_since;  /* monotonic time its unfinished frame began, or 0 */
+	LIST_ENTRY(conn) partial_link;  /* on `partial` while partial_since */
 	bool peer_eof;          /* the peer shut down its side */
 	struct conn_bus bus;
 	TAILQ_HEAD(, object) owned;     /* active objects it created */

@@ -50,6 +50,7 @@ struct config {
 	bool no_tasks;             /* refuse task submissions */
 	bool no_pidfd;             /* watch task processes by SIGCHLD only */
 	uint64_t max_watched_dirs; /* directories one connection's watches hold */
+	uint64_t frame_timeout_us; /* a frame begun must be whole within this */
 	uint64_t max_queued_tasks; /* tasks waiting or queued, daemon-wide */
 	uint64_t max_tasks_per_user; /* tasks not yet ended, per uid */
 	uint64_t kill_grace_us;    /* default TERM-to-KILL grace */

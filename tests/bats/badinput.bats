@@ -249,3 +249,24 @@ wait_connections() {
 	assert_still_serves
 	wait_connections "$base"
 }
+
+@test "--frame-timeout: half a frame and silence closes that connection, with a reason" {
+	stop_daemon
+	start_daemon --frame-timeout 300ms
+	base=$(stat_value connections)
+	run "$WRAW" "$WAITER_SOCKET" hello read len:100 raw:0102 readall
+	assert_success
+	assert_line --index 0 'reply id=1 ok hello'
+	assert_line --index 1 --regexp \
+		'^reply id=0 error ERROR_CODE_PROTOCOL_ERROR: a frame begun [0-9]+ ms ago is still not whole'
+	assert_line --index 2 closed
+	wait_connections "$base"
+	# A client that takes its time between whole frames is not at fault.
+	run "$WRAW" "$WAITER_SOCKET" hello read sleep:1500 ping read
+	assert_success
+	assert_line --index 1 --regexp '^reply id=[0-9]+ ok pong$'
+	run "$WAITERD" --frame-timeout 0
+	assert_failure 2
+	assert_output --partial "--frame-timeout: must be longer than 0"
+	assert_still_serves
+}
