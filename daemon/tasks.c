@@ -24,6 +24,7 @@
 #include "objects.h"
 #include "server.h"
 #include "stats.h"
+#include "strv.h"
 #include "tasks.h"
 
 /* Bytes read from one output pipe per callback: a task writing gigabytes
@@ -235,14 +236,19 @@ task_stop(struct object *o)
 	}
 }
 
+/* Processes killed at exit, reaped by tasks_free once the loop is gone. */
+static pid_t *exit_pids;
+static size_t n_exit_pids, cap_exit_pids;
+
 static void
-strv_free(char **v)
+reap_at_exit(pid_t pid)
 {
-	if (v == NULL)
-		return;
-	for (char **p = v; *p != NULL; p++)
-		free(*p);
-	free(v);
+	if (n_exit_pids == cap_exit_pids) {
+		cap_exit_pids = cap_exit_pids ? cap_exit_pids * 2 : 16;
+		if ((exit_pids = realloc(exit_pids, cap_exit_pids * sizeof *exit_pids)) == NULL)
+			fatal("realloc");
+	}
+	exit_pids[n_exit_pids++] = pid;
 }
 
 static void
@@ -257,10 +263,11 @@ task_free(struct object *o)
 			evbuffer_free(t->out[i].tail);
 	}
 	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_RUNNING) {
-		/* Only at exit is a task freed while running: no process of
-		 * ours keeps running unattended, and none is left a zombie. */
+		/* Only at exit, after the loop, is a task freed while running
+		 * (a finished one is what eviction frees): kill its group now,
+		 * reap it in tasks_free, so none is left running or a zombie. */
 		task_signal(t, SIGKILL);
-		waitpid(t->pid, NULL, 0);       /* after the loop: blocking is fine */
+		reap_at_exit(t->pid);
 		if (t->pidfd >= 0) {
 			event_del(&t->pid_ev);
 			close(t->pidfd);
@@ -880,19 +887,6 @@ static const struct object_ops task_ops = {
 
 /* ------------------------------------------------------------ requests */
 
-static char **
-strv_dup(char **v, size_t n)
-{
-	char **out = calloc(n + 1, sizeof *out);
-
-	if (out == NULL)
-		fatal("calloc");
-	for (size_t i = 0; i < n; i++)
-		if ((out[i] = strdup(v[i])) == NULL)
-			fatal("strdup");
-	return out;
-}
-
 /* Check a submission; NULL, or the reason it is refused. */
 static const char *
 task_check(const Waiter__V1__TaskSubmit *ts)
@@ -1201,6 +1195,13 @@ tasks_free(void)
 {
 	struct queue *q;
 
+	/* The loop has ended (main frees objects, then us): waiting here
+	 * blocks no one. Each got SIGKILL, so each wait is short. */
+	for (size_t i = 0; i < n_exit_pids; i++)
+		waitpid(exit_pids[i], NULL, 0);
+	free(exit_pids);
+	exit_pids = NULL;
+	n_exit_pids = cap_exit_pids = 0;
 	tdestroy(users, free);
 	users = NULL;
 	if (sigchld_ev != NULL)

@@ -24,6 +24,7 @@
 #include "objects.h"
 #include "server.h"
 #include "stats.h"
+#include "strv.h"
 #include "watch_path.h"
 #include "workers.h"
 
@@ -268,27 +269,6 @@ use_del(struct use *u)
 }
 
 /* ------------------------------------------------------------- walking */
-
-static void
-strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static char **
-strv_dup(char *const *v, size_t n)
-{
-	char **out = calloc(n + 1, sizeof *out);
-
-	if (out == NULL)
-		fatal("calloc");
-	for (size_t i = 0; i < n; i++)
-		if ((out[i] = strdup(v[i])) == NULL)
-			fatal("strdup");
-	return out;
-}
 
 /* Does rel match a glob: the whole relative path, or for a glob without
  * '/' its last component? */
@@ -535,7 +515,7 @@ scan_free(struct scan *s)
 		free(s->found[i].rel);
 	free(s->dirs);
 	free(s->found);
-	strv_free(s->exclude, s->n_exclude);
+	strv_free(s->exclude);
 	free(s->path);
 	free(s->rel);
 	free(s->errmsg);
@@ -807,9 +787,9 @@ pw_free_now(struct pw *w)
 		free(w->pending[i].old_path);
 	}
 	free(w->pending);
-	strv_free(w->roots, w->n_roots);
-	strv_free(w->include, w->n_include);
-	strv_free(w->exclude, w->n_exclude);
+	strv_free(w->roots);
+	strv_free(w->include);
+	strv_free(w->exclude);
 	free(w->fail);
 	free(w);
 }

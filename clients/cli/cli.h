@@ -54,6 +54,9 @@ int cli_task_status(const Waiter__V1__ObjectInfo *o);
  * (timeout_us 0 = forever), or print its events until it completes. */
 int cli_wait_one(uint64_t id, uint64_t timeout_us);
 int cli_follow(uint64_t id);
+/* Send a create request (timer, watch), print the new id (or the reply as
+ * JSON), then wait for the object or follow its events if asked. */
+int cli_create(Request *req, bool wait, bool follow);
 /* List objects of a kind page by page (finished ones too if asked): one
  * JSON line each with --json, else header then row(o) each. */
 int cli_list(Waiter__V1__ObjectKind kind, bool finished, const char *header,

@@ -161,6 +161,39 @@ cli_follow(uint64_t id)
 }
 
 int
+cli_create(Request *req, bool wait, bool follow)
+{
+	const Waiter__V1__CreateReply *cr;
+	ServerMessage *m;
+	uint64_t id;
+	int rc;
+
+	cli_connect();
+	if ((rc = cli_call(req, &m)) != EXIT_OK)
+		return rc;
+	switch (m->reply->result_case) {
+	case WAITER__V1__REPLY__RESULT_TIMER_CREATE: cr = m->reply->timer_create; break;
+	case WAITER__V1__REPLY__RESULT_WATCH_PATH: cr = m->reply->watch_path; break;
+	case WAITER__V1__REPLY__RESULT_WATCH_PID: cr = m->reply->watch_pid; break;
+	case WAITER__V1__REPLY__RESULT_WATCH_ENDPOINT: cr = m->reply->watch_endpoint; break;
+	default:
+		waiter_message_free(m);
+		return cli_fail(EXIT_ERROR, "the daemon answered a create with something else");
+	}
+	id = cr->object->id;
+	if (cli.json)
+		out_json(&cr->base);
+	else
+		out_id(id);
+	waiter_message_free(m);
+	if (follow)
+		return cli_follow(id);
+	if (wait)
+		return cli_wait_one(id, 0);
+	return EXIT_OK;
+}
+
+int
 cli_list(Waiter__V1__ObjectKind kind, bool finished, const char *header,
     void (*row)(const Waiter__V1__ObjectInfo *o))
 {

@@ -57,31 +57,15 @@ static int
 timer_create_run(Waiter__V1__TimerCreate *tc, const struct timer_opts *o)
 {
 	Request req = WAITER__V1__REQUEST__INIT;
-	ServerMessage *m;
-	uint64_t id;
-	int rc;
 
 	/* What the CLI returns from at once lives on; what it stays with
 	 * goes away with it (Ctrl-C cancels a --wait or --follow timer). */
 	tc->lifetime = o->wait || o->follow ? WAITER__V1__LIFETIME__LIFETIME_CONNECTION :
 	    WAITER__V1__LIFETIME__LIFETIME_DAEMON;
 	tc->name = (char *)(o->name ? o->name : "");
-	cli_connect();
 	req.op_case = WAITER__V1__REQUEST__OP_TIMER_CREATE;
 	req.timer_create = tc;
-	if ((rc = cli_call(&req, &m)) != EXIT_OK)
-		return rc;
-	id = m->reply->timer_create->object->id;
-	if (cli.json)
-		out_json(&m->reply->timer_create->base);
-	else
-		out_id(id);
-	waiter_message_free(m);
-	if (o->follow)
-		return cli_follow(id);
-	if (o->wait)
-		return cli_wait_one(id, 0);
-	return EXIT_OK;
+	return cli_create(&req, o->wait, o->follow);
 }
 
 static int

@@ -25,33 +25,12 @@ static int
 watch_create_run(Request *req, const struct watch_opts *o, Waiter__V1__Lifetime *lifetime,
     char **name)
 {
-	ServerMessage *m;
-	const Waiter__V1__CreateReply *cr;
-	uint64_t id;
-	int rc;
-
 	/* What the CLI returns from at once lives on; what it stays with
 	 * goes with it (Ctrl-C on --wait or --follow cancels the watch). */
 	*lifetime = o->wait || o->follow ? WAITER__V1__LIFETIME__LIFETIME_CONNECTION :
 	    WAITER__V1__LIFETIME__LIFETIME_DAEMON;
 	*name = (char *)(o->name ? o->name : "");
-	cli_connect();
-	if ((rc = cli_call(req, &m)) != EXIT_OK)
-		return rc;
-	cr = req->op_case == WAITER__V1__REQUEST__OP_WATCH_PATH ? m->reply->watch_path :
-	    req->op_case == WAITER__V1__REQUEST__OP_WATCH_PID ? m->reply->watch_pid :
-	    m->reply->watch_endpoint;
-	id = cr->object->id;
-	if (cli.json)
-		out_json(&cr->base);
-	else
-		out_id(id);
-	waiter_message_free(m);
-	if (o->follow)
-		return cli_follow(id);
-	if (o->wait)
-		return cli_wait_one(id, 0);
-	return EXIT_OK;
+	return cli_create(req, o->wait, o->follow);
 }
 
 /* The options every watch takes: --name, --wait, --follow (0 if ch is
