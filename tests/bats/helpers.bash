@@ -81,6 +81,16 @@ wait_for_line() {
 }
 
 # The value of KEY in `waiter stats`.
+# Wait until task $1 runs (at most 20 s).
+wait_task_running() {
+	for _ in $(seq 1 1000); do
+		[ "$("$WAITER" --json show "$1" | jq -r .task.state)" = running ] && return 0
+		sleep 0.02
+	done
+	echo "task $1 never ran" >&2
+	return 1
+}
+
 stat_value() {
 	"$WAITER" stats | sed -n "s/^$1=//p"
 }

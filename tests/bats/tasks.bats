@@ -134,7 +134,7 @@ teardown() { daemon_teardown; }
 	"$WAITER" queue set k --parallel 1
 	r=$("$WAITER" submit --queue k -- sleep 1000)
 	q=$("$WAITER" submit --queue k -- touch "$TESTDIR/never")
-	until [ "$("$WAITER" --json show "$r" | jq -r .task.state)" = running ]; do sleep 0.02; done
+	wait_task_running "$r"
 	pid=$("$WAITER" --json show "$r" | jq -r .task.pid)
 	run "$WAITER" cancel "$q"
 	assert_success
@@ -170,7 +170,7 @@ teardown() { daemon_teardown; }
 
 @test "daemon SIGTERM with running tasks leaves no process behind" {
 	id=$("$WAITER" submit --shell "sleep 1000 & echo \$! >$TESTDIR/child; sleep 1000")
-	until [ "$("$WAITER" --json show "$id" | jq -r .task.state)" = running ]; do sleep 0.02; done
+	wait_task_running "$id"
 	pid=$("$WAITER" --json show "$id" | jq -r .task.pid)
 	wait_for_line "$TESTDIR/child" '^[0-9]+$'
 	stop_daemon
@@ -222,7 +222,7 @@ teardown() { daemon_teardown; }
 	stop_daemon
 	start_daemon --kill-grace 5s
 	id=$("$WAITER" submit --shell "trap 'echo bye; exit 0' TERM; sleep 1000 & wait")
-	until [ "$("$WAITER" --json show "$id" | jq -r .task.state)" = running ]; do sleep 0.02; done
+	wait_task_running "$id"
 	"$WAITER" --json events --follow --id "$id" >"$TESTDIR/follow" &
 	follower=$!
 	until [ "$(stat_value subscribers)" = 1 ]; do sleep 0.02; done
@@ -359,7 +359,7 @@ teardown() { daemon_teardown; }
 	"$WAITER" wait "${ids[@]}"
 	[ "$(cat "$TESTDIR"/n.* | wc -l)" = 40 ]
 	id=$("$WAITER" submit --shell "sleep 1000 & echo \$! >$TESTDIR/child2; sleep 1000")
-	until [ "$("$WAITER" --json show "$id" | jq -r .task.state)" = running ]; do sleep 0.02; done
+	wait_task_running "$id"
 	pid=$("$WAITER" --json show "$id" | jq -r .task.pid)
 	wait_for_line "$TESTDIR/child2" '^[0-9]+$'
 	stop_daemon
