@@ -33,6 +33,12 @@
  *	(CLOCK_REALTIME, absolute) re-armed to the earliest pending one;
  *	lateness is the wall clock when it is handled - the deadline. Prints
  *	the same five numbers (end to end = its own lateness; LOST 0).
+ *   wbench fanout N SUBSCRIBERS
+ *	the peer of the client side: the timerfd loop of "timerfd" in a
+ *	child process that writes a 64-byte record per due deadline to
+ *	SUBSCRIBERS + 1 Unix sockets (one write per socket per wake-up);
+ *	this process reads and times them as "lateness" does. Prints the
+ *	same five numbers (LOST 0).
  *   wbench watch SOCKET DIR N
  *	a path watch on DIR; N times write DIR/f and time until the event
  *	reaches us; prints "P50_US P99_US".
@@ -1165,6 +1171,166 @@ cmd_timerfd(int argc, char **argv)
 	return 0;
 }
 
+/* The fan-out peer: what delivering each fire to SUBSCRIBERS + 1 sockets
+ * costs on this machine without waiterd. A child process runs the timerfd
+ * loop of cmd_timerfd and, at each wake-up, writes one record per due
+ * deadline to every socket (one write per socket per wake-up, as waiterd
+ * writes once per connection per lap); this process reads them with epoll
+ * and times them as cmd_lateness does: at the owner (socket 0), at every
+ * LATE_SAMPLE-th and at the last. Records are FANOUT_REC bytes, about a
+ * TimerFired frame. */
+#define FANOUT_REC 64
+
+struct fanout_rec {
+	int64_t scheduled_us, fired_us;
+	char pad[FANOUT_REC - 2 * sizeof(int64_t)];
+};
+
+static void
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t k = write(fd, p, len);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			die("write: %s", strerror(errno));
+		p += k;
+		len -= (size_t)k;
+	}
+}
+
+static void
+fanout_serve(int *fds, uint64_t nconn, const int64_t *dl, uint64_t n)
+{
+	struct fanout_rec *batch = calloc(n, sizeof *batch);
+	uint64_t next = 0;
+	int tfd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC);
+
+	if (batch == NULL || tfd < 0)
+		die("cannot set up: %s", strerror(errno));
+	while (next < n) {
+		struct itimerspec its = { 0 };
+		uint64_t ticks, k = 0;
+		int64_t now;
+
+		its.it_value.tv_sec = dl[next] / 1000000;
+		its.it_value.tv_nsec = dl[next] % 1000000 * 1000;
+		if (timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+			die("timerfd_settime: %s", strerror(errno));
+		if (read(tfd, &ticks, sizeof ticks) != sizeof ticks)
+			die("timerfd read: %s", strerror(errno));
+		now = wall_us();
+		for (; next < n && dl[next] <= now; next++, k++) {
+			batch[k].scheduled_us = dl[next];
+			batch[k].fired_us = now;
+		}
+		for (uint64_t i = 0; i < nconn; i++)
+			write_all(fds[i], batch, k * sizeof *batch);
+	}
+	free(batch);
+}
+
+static int
+cmd_fanout(int argc, char **argv)
+{
+	struct late_run r = { 0 };
+	uint64_t nconn, *got;
+	int64_t *dl;
+	int *srv, *cli, ep, st;
+	pid_t pid;
+
+	if (argc != 4)
+		return -1;
+	r.n = count_arg(argv[2], "N");
+	nconn = 1 + strtoull(argv[3], NULL, 10);
+	srv = calloc(nconn, sizeof *srv);
+	cli = calloc(nconn, sizeof *cli);
+	got = calloc(nconn, sizeof *got);
+	r.daemon = calloc(r.n, sizeof *r.daemon);
+	r.e2e = calloc(r.n * (nconn / LATE_SAMPLE + 2), sizeof *r.e2e);
+	if (srv == NULL || cli == NULL || got == NULL || r.daemon == NULL || r.e2e == NULL)
+		die("out of memory");
+	r.cap_e = r.n * (nconn / LATE_SAMPLE + 2);
+	if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		die("epoll_create1: %s", strerror(errno));
+	for (uint64_t i = 0; i < nconn; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = i };
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			die("socketpair: %s", strerror(errno));
+		srv[i] = sv[0];
+		cli[i] = sv[1];
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, cli[i], &ev) < 0)
+			die("epoll_ctl: %s", strerror(errno));
+	}
+	dl = late_deadlines(r.n, wall_us());
+	{
+		int64_t *sorted = malloc(r.n * sizeof *sorted);
+
+		if (sorted == NULL)
+			die("out of memory");
+		memcpy(sorted, dl, r.n * sizeof *sorted);
+		qsort(sorted, r.n, sizeof *sorted, cmp_int64);
+		if ((pid = fork()) < 0)
+			die("fork: %s", strerror(errno));
+		if (pid == 0) {
+			fanout_serve(srv, nconn, sorted, r.n);
+			_exit(0);
+		}
+		free(sorted);
+	}
+	for (uint64_t i = 0; i < nconn; i++)
+		close(srv[i]);
+	for (uint64_t left = nconn; left > 0;) {
+		struct epoll_event evs[256];
+		int k = epoll_wait(ep, evs, 256, STALL_MS);
+
+		if (k <= 0)
+			die("no record in %d ms", STALL_MS);
+		for (int j = 0; j < k; j++) {
+			uint64_t i = evs[j].data.u64;
+			int timed = i == 0 || i % LATE_SAMPLE == 0 || i == nconn - 1;
+			struct fanout_rec recs[256];
+			ssize_t m = read(cli[i], recs, sizeof recs);
+			int64_t now = wall_us();
+
+			if (m < 0 && errno == EINTR)
+				continue;
+			if (m <= 0) {   /* the server is done with this one */
+				epoll_ctl(ep, EPOLL_CTL_DEL, cli[i], NULL);
+				left--;
+				continue;
+			}
+			if (m % FANOUT_REC != 0) {  /* finish the record */
+				size_t want = FANOUT_REC - (size_t)m % FANOUT_REC;
+
+				if (read(cli[i], (char *)recs + m, want) != (ssize_t)want)
+					die("short record");
+				m += (ssize_t)want;
+			}
+			for (ssize_t o = 0; timed && o < m / FANOUT_REC; o++) {
+				if (i == 0)
+					r.daemon[r.nd++] = (double)(recs[o].fired_us - recs[o].scheduled_us);
+				if (r.ne < r.cap_e)
+					r.e2e[r.ne++] = (double)(now - recs[o].scheduled_us);
+			}
+			got[i] += (uint64_t)m / FANOUT_REC;
+		}
+	}
+	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		die("the fan-out server failed");
+	for (uint64_t i = 0; i < nconn; i++)
+		if (got[i] != r.n)
+			die("socket %" PRIu64 " got %" PRIu64 " of %" PRIu64 " records", i, got[i], r.n);
+	print_lateness(r.daemon, r.nd, r.e2e, r.ne, 0);
+	return 0;
+}
+
 /* ----------------------------------------------------------------- exec */
 
 static int
@@ -1201,6 +1367,7 @@ static const struct {
 	{ "hold", cmd_hold },
 	{ "timers", cmd_timers },
 	{ "lateness", cmd_lateness },
+	{ "fanout", cmd_fanout },
 	{ "timerfd", cmd_timerfd },
 	{ "tasks", cmd_tasks },
 	{ "spawn", cmd_spawn },
@@ -1221,6 +1388,7 @@ main(int argc, char **argv)
 	    "       wbench hold SOCKET N waiter|redis\n"
 	    "       wbench timers SOCKET N\n"
 	    "       wbench lateness SOCKET N SUBSCRIBERS\n"
+	    "       wbench fanout N SUBSCRIBERS\n"
 	    "       wbench timerfd N\n"
 	    "       wbench tasks SOCKET N PARALLEL\n"
 	    "       wbench spawn N PARALLEL\n"
