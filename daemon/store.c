@@ -1,0 +1,676 @@
+/* store.c - the durable state (see store.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bsd/sys/tree.h>
+#include <event2/event.h>
+#include <sqlite3.h>
+
+#include "log.h"
+#include "store.h"
+
+/* PRAGMA application_id of a waiter state database: "WAIT". */
+#define STORE_APP_ID 0x57414954
+
+/* Retries after a failed commit: 100 ms, doubling, at most 5 s. */
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS 5000
+
+enum { TABLE_OBJECTS, TABLE_META };
+
+/* The latest record handed over for one key, waiting to be committed. */
+struct op {
+	RB_ENTRY(op) link;
+	uint8_t table;
+	bool del;
+	uint32_t kind;
+	uint64_t key;
+	void *rec;
+	size_t len;
+};
+
+static int
+op_cmp(const struct op *a, const struct op *b)
+{
+	if (a->table != b->table)
+		return a->table < b->table ? -1 : 1;
+	return a->key < b->key ? -1 : a->key > b->key;
+}
+
+RB_HEAD(ops, op);
+RB_GENERATE_INTERNAL(ops, op, link, op_cmp, __attribute__((unused)) static)
+
+/* A store_after() callback, loop thread only. */
+struct waiter {
+	uint64_t ticket;
+	void (*fn)(void *, bool);
+	void *arg;
+	TAILQ_ENTRY(waiter) link;
+};
+TAILQ_HEAD(waiters, waiter);
+
+static sqlite3 *db;
+static char *db_path;
+static sqlite3_stmt *st_put, *st_del, *st_meta;
+
+static pthread_t writer;
+static bool writer_started;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+/* Under lock: */
+static struct ops pending = RB_INITIALIZER(&pending);
+static uint64_t n_pending;
+static uint64_t handed;         /* ticket of the latest record handed over */
+static uint64_t committed;      /* every ticket up to this is durable */
+static uint64_t failed;         /* a commit of every ticket up to this failed */
+static bool stopping;
+static struct store_stats counts;
+
+/* Loop thread only: */
+static struct waiters waiters = TAILQ_HEAD_INITIALIZER(waiters);
+static int efd = -1;            /* the writer tells the loop it committed */
+static struct event *efd_ev;
+
+static char * __attribute__((format(printf, 1, 2)))
+sentence(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+static void
+op_free(struct op *o)
+{
+	free(o->rec);
+	free(o);
+}
+
+/* ---------------------------------------------------------------- opening */
+
+/* One integer from a PRAGMA; -1 with *why on failure. */
+static int
+pragma_int(sqlite3 *h, const char *pragma, int64_t *v, char **why)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = sqlite3_prepare_v2(h, pragma, -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*v = sqlite3_column_int64(st, 0);
+			rc = SQLITE_OK;
+		}
+		sqlite3_finalize(st);
+	}
+	if (rc == SQLITE_OK)
+		return 0;
+	*why = sentence("%s", sqlite3_errstr(rc));
+	return -1;
+}
+
+/* Check an existing file without writing to it: a read-only connection,
+ * the header's application id and format, then quick_check. */
+static int
+check_existing(const char *path, char **why)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t app = 0, format = 0;
+	char *err = NULL;
+	int rc, ret = -1;
+
+	rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL);
+	if (rc != SQLITE_OK) {
+		*why = sentence("cannot open the state file %s: %s", path, sqlite3_errstr(rc));
+		goto out;
+	}
+	if (pragma_int(h, "PRAGMA application_id", &app, &err) < 0 ||
+	    pragma_int(h, "PRAGMA user_version", &format, &err) < 0) {
+		*why = sentence("the state file %s is not a database waiter can read (%s): "
+		    "it is left as it is; move it away, or start with --no-state", path, err);
+		goto out;
+	}
+	if (app == 0 && format == 0) {
+		/* An empty file (created, never written) is a fresh store. */
+		struct stat sb;
+
+		if (stat(path, &sb) == 0 && sb.st_size == 0) {
+			ret = 0;
+			goto out;
+		}
+	}
+	if (app != STORE_APP_ID) {
+		*why = sentence("the state file %s is not a waiter state database "
+		    "(application id %lld): it is left as it is", path, (long long)app);
+		goto out;
+	}
+	if (format > STORE_FORMAT) {
+		*why = sentence("the state file %s has format %lld, newer than this waiterd "
+		    "reads (%d): run a newer waiterd; the file is left as it is",
+		    path, (long long)format, STORE_FORMAT);
+		goto out;
+	}
+	if (format < 1) {
+		*why = sentence("the state file %s has no format number: it is left as it is",
+		    path);
+		goto out;
+	}
+	rc = sqlite3_prepare_v2(h, "PRAGMA quick_check", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW ||
+	    strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0) {
+		const char *what = rc == SQLITE_ROW ?
+		    (const char *)sqlite3_column_text(st, 0) : sqlite3_errstr(rc);
+
+		/* quick_check lists every problem under a heading; the
+		 * first problem will do. */
+		if (strncmp(what, "*** ", 4) == 0 && strchr(what, '\n') != NULL)
+			what = strchr(what, '\n') + 1;
+		*why = sentence("the state file %s is corrupt (%.*s): it is left as it is; "
+		    "move it away, or start with --no-state", path,
+		    (int)strcspn(what, "\n"), what);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(err);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return ret;
+}
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS meta ("
+	" key INTEGER PRIMARY KEY, value INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS objects ("
+	" id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, record BLOB NOT NULL);";
+
+static int
+exec(const char *sql, char **why)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK)
+		return 0;
+	*why = sentence("cannot set up the state file %s: %s", db_path,
+	    err != NULL ? err : sqlite3_errmsg(db));
+	sqlite3_free(err);
+	return -1;
+}
+
+static void writer_done_cb(evutil_socket_t, short, void *);
+
+int
+store_open(struct event_base *base, const char *dir, enum store_sync sync, char **why)
+{
+	struct stat sb;
+	char *sql;
+	int fd, rc;
+
+	*why = NULL;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		*why = sentence("cannot create the state directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		*why = sentence("the state directory %s is not a directory", dir);
+		return -1;
+	}
+	if (sb.st_uid != geteuid() || (sb.st_mode & 022) != 0) {
+		*why = sentence("the state directory %s must belong to uid %u and be writable "
+		    "by it alone (it is uid %u, mode %03o)", dir, (unsigned)geteuid(),
+		    (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 0777));
+		return -1;
+	}
+	if ((db_path = sentence("%s/state.db", dir)) == NULL) {
+		*why = sentence("out of memory");
+		return -1;
+	}
+	if (lstat(db_path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+		*why = sentence("the state file %s is a symbolic link: not followed, "
+		    "left as it is", db_path);
+		goto fail;
+	}
+	/* Create the file ourselves so it is 0600 whatever the umask; SQLite
+	 * gives its -wal and -shm files the database file's mode. */
+	fd = open(db_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0)
+		close(fd);
+	else if (errno != EEXIST) {
+		*why = sentence("cannot create the state file %s: %s", db_path, strerror(errno));
+		goto fail;
+	}
+	if (check_existing(db_path, why) < 0)
+		goto fail;
+	rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW,
+	    NULL);
+	if (rc != SQLITE_OK) {
+		*why = sentence("cannot open the state file %s: %s", db_path, sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	sql = sentence("PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+	    "BEGIN IMMEDIATE; %s PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT;",
+	    sync == STORE_SYNC_FULL ? "FULL" : "NORMAL", schema, STORE_APP_ID, STORE_FORMAT);
+	rc = sql == NULL ? -1 : exec(sql, why);
+	free(sql);
+	if (rc < 0)
+		goto fail;
+	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO objects (id, kind, record) "
+	    "VALUES (?, ?, ?)", -1, &st_put, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "DELETE FROM objects WHERE id = ?", -1, &st_del,
+	    NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+	    -1, &st_meta, NULL) != SQLITE_OK) {
+		*why = sentence("cannot set up the state file %s: %s", db_path,
+		    sqlite3_errmsg(db));
+		goto fail;
+	}
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (efd < 0 || (efd_ev = event_new(base, efd, EV_READ | EV_PERSIST,
+	    writer_done_cb, NULL)) == NULL || event_add(efd_ev, NULL) < 0) {
+		*why = sentence("cannot set up the state writer: %s", strerror(errno));
+		goto fail;
+	}
+	/* A full disk or a file size limit must fail a write, not kill us. */
+	signal(SIGXFSZ, SIG_IGN);
+	return 0;
+fail:
+	store_close();
+	return -1;
+}
+
+const char *
+store_path(void)
+{
+	return db_path;
+}
+
+bool
+store_is_open(void)
+{
+	return db != NULL;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+int
+store_each(store_each_fn *fn, void *arg, char **why)
+{
+	sqlite3_stmt *st;
+	int rc, ret = 0;
+
+	*why = NULL;
+	rc = sqlite3_prepare_v2(db, "SELECT id, kind, record FROM objects ORDER BY id",
+	    -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ret = fn((uint64_t)sqlite3_column_int64(st, 0),
+		    (uint32_t)sqlite3_column_int64(st, 1), sqlite3_column_blob(st, 2),
+		    (size_t)sqlite3_column_bytes(st, 2), arg);
+		if (ret != 0)
+			break;
+		rc = SQLITE_OK;
+	}
+	if (ret == 0 && rc != SQLITE_DONE) {
+		*why = sentence("cannot read the state file %s: %s", db_path, sqlite3_errmsg(db));
+		ret = -1;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+uint64_t
+store_meta_get(uint32_t key, uint64_t dflt)
+{
+	sqlite3_stmt *st;
+	uint64_t v = dflt;
+
+	if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?", -1, &st,
+	    NULL) != SQLITE_OK)
+		return dflt;
+	sqlite3_bind_int64(st, 1, key);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+/* Write one op in the open transaction; an SQLite result code. */
+static int
+apply(const struct op *o)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (o->table == TABLE_META) {
+		st = st_meta;
+		sqlite3_bind_int64(st, 1, (int64_t)o->key);
+		sqlite3_bind_int64(st, 2, (int64_t)o->len);
+	} else if (o->del) {
+		st = st_del;
+		sqlite3_bind_int64(st, 1, (int64_t)o->key);
+	} else {
+		st = st_put;
+		sqlite3_bind_int64(st, 1, (int64_t)o->key);
+		sqlite3_bind_int64(st, 2, o->kind);
+		sqlite3_bind_blob(st, 3, o->rec != NULL ? o->rec : "", (int)o->len,
+		    SQLITE_STATIC);
+	}
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Commit a batch in one transaction; an SQLite result code. */
+static int
+commit(struct ops *batch)
+{
+	struct op *o;
+	int rc;
+
+	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	RB_FOREACH(o, ops, batch) {
+		if (rc != SQLITE_OK)
+			break;
+		rc = apply(o);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK && !sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* Under lock: give a failed batch back, where nothing newer came since. */
+static void
+requeue(struct ops *batch)
+{
+	struct op *o, *next;
+
+	RB_FOREACH_SAFE(o, ops, batch, next) {
+		RB_REMOVE(ops, batch, o);
+		if (RB_INSERT(ops, &pending, o) != NULL)
+			op_free(o);
+		else
+			n_pending++;
+	}
+}
+
+static void
+notify_loop(void)
+{
+	uint64_t one = 1;
+
+	if (write(efd, &one, sizeof one) < 0 && errno != EAGAIN)
+		log_warn("store: eventfd write errno=%d", errno);
+}
+
+static void *
+writer_main(void *unused)
+{
+	unsigned backoff = 0;
+
+	(void)unused;
+	pthread_mutex_lock(&lock);
+	for (;;) {
+		struct ops batch = RB_INITIALIZER(&batch);
+		uint64_t ticket, n;
+		struct op *o, *next;
+		int rc;
+
+		while (RB_EMPTY(&pending) && !stopping)
+			pthread_cond_wait(&wake, &lock);
+		if (RB_EMPTY(&pending))
+			break;          /* stopping, and all committed */
+		batch = pending;
+		RB_INIT(&pending);
+		n = n_pending;
+		n_pending = 0;
+		ticket = handed;
+		pthread_mutex_unlock(&lock);
+
+		rc = commit(&batch);
+
+		pthread_mutex_lock(&lock);
+		if (rc == SQLITE_OK) {
+			committed = ticket;
+			counts.commits++;
+			counts.records += n;
+			RB_FOREACH_SAFE(o, ops, &batch, next) {
+				RB_REMOVE(ops, &batch, o);
+				op_free(o);
+			}
+			backoff = 0;
+		} else {
+			failed = ticket;
+			counts.failures++;
+			requeue(&batch);
+			log_warn("store_commit_failed path=%s records=%llu error=\"%s\"",
+			    db_path, (unsigned long long)n, sqlite3_errstr(rc));
+		}
+		notify_loop();
+		if (rc != SQLITE_OK) {
+			struct timespec until;
+
+			if (stopping)
+				break;  /* one try at exit; it is logged */
+			backoff = backoff == 0 ? RETRY_FIRST_MS :
+			    (backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2);
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += backoff / 1000;
+			until.tv_nsec += (long)(backoff % 1000) * 1000000;
+			if (until.tv_nsec >= 1000000000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000;
+			}
+			while (!stopping && pthread_cond_timedwait(&wake, &lock,
+			    &until) != ETIMEDOUT)
+				;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	return NULL;
+}
+
+void
+store_start(void)
+{
+	sigset_t all, old;
+
+	/* Signals are the loop's: the writer blocks them all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&writer, NULL, writer_main, NULL) != 0)
+		fatal("pthread_create store");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	writer_started = true;
+}
+
+/* Hand o over: it replaces any pending record with its key. */
+static void
+hand_over(struct op *o)
+{
+	struct op *old;
+
+	pthread_mutex_lock(&lock);
+	old = RB_INSERT(ops, &pending, o);
+	if (old != NULL) {
+		RB_REMOVE(ops, &pending, old);
+		op_free(old);
+		RB_INSERT(ops, &pending, o);
+	} else {
+		n_pending++;
+	}
+	handed++;
+	pthread_cond_signal(&wake);
+	pthread_mutex_unlock(&lock);
+}
+
+static struct op *
+op_new(uint8_t table, uint64_t key)
+{
+	struct op *o = calloc(1, sizeof *o);
+
+	if (o == NULL)
+		fatal("calloc");
+	o->table = table;
+	o->key = key;
+	return o;
+}
+
+void
+store_put(uint64_t id, uint32_t kind, const void *rec, size_t len)
+{
+	struct op *o = op_new(TABLE_OBJECTS, id);
+
+	o->kind = kind;
+	o->len = len;
+	if (len > 0) {
+		if ((o->rec = malloc(len)) == NULL)
+			fatal("malloc");
+		memcpy(o->rec, rec, len);
+	}
+	hand_over(o);
+}
+
+void
+store_delete(uint64_t id)
+{
+	struct op *o = op_new(TABLE_OBJECTS, id);
+
+	o->del = true;
+	hand_over(o);
+}
+
+void
+store_meta_set(uint32_t key, uint64_t value)
+{
+	struct op *o = op_new(TABLE_META, key);
+
+	o->len = value;         /* a meta op carries its value in len */
+	hand_over(o);
+}
+
+/* Call back the waiters whose records are committed or failed. */
+static void
+run_waiters(void)
+{
+	uint64_t c, f;
+	struct waiter *w;
+
+	pthread_mutex_lock(&lock);
+	c = committed;
+	f = failed;
+	pthread_mutex_unlock(&lock);
+	while ((w = TAILQ_FIRST(&waiters)) != NULL && (w->ticket <= c || w->ticket <= f)) {
+		TAILQ_REMOVE(&waiters, w, link);
+		/* A later commit may have carried a failed record: durable. */
+		w->fn(w->arg, w->ticket <= c);
+		free(w);
+	}
+}
+
+static void
+writer_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t n;
+
+	(void)what, (void)arg;
+	if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
+		log_warn("store: eventfd read errno=%d", errno);
+	run_waiters();
+}
+
+void
+store_after(void (*fn)(void *, bool), void *arg)
+{
+	struct waiter *w = calloc(1, sizeof *w);
+
+	if (w == NULL)
+		fatal("calloc");
+	w->fn = fn;
+	w->arg = arg;
+	TAILQ_INSERT_TAIL(&waiters, w, link);
+	pthread_mutex_lock(&lock);
+	w->ticket = handed;
+	if (w->ticket <= committed)
+		notify_loop();  /* nothing to wait for: answer on the next lap */
+	pthread_mutex_unlock(&lock);
+}
+
+void
+store_stats(struct store_stats *st)
+{
+	pthread_mutex_lock(&lock);
+	*st = counts;
+	st->pending = n_pending;
+	pthread_mutex_unlock(&lock);
+}
+
+void
+store_close(void)
+{
+	struct waiter *w;
+	struct op *o, *next;
+
+	if (writer_started) {
+		pthread_mutex_lock(&lock);
+		stopping = true;
+		pthread_cond_signal(&wake);
+		pthread_mutex_unlock(&lock);
+		pthread_join(writer, NULL);
+		writer_started = false;
+	}
+	while ((w = TAILQ_FIRST(&waiters)) != NULL) {
+		TAILQ_REMOVE(&waiters, w, link);
+		free(w);
+	}
+	RB_FOREACH_SAFE(o, ops, &pending, next) {
+		RB_REMOVE(ops, &pending, o);
+		op_free(o);
+	}
+	if (n_pending > 0)
+		log_warn("store_close_unwritten path=%s records=%llu", db_path,
+		    (unsigned long long)n_pending);
+	n_pending = handed = committed = failed = 0;
+	stopping = false;
+	memset(&counts, 0, sizeof counts);
+	if (efd_ev != NULL)
+		event_free(efd_ev);
+	if (efd >= 0)
+		close(efd);
+	efd_ev = NULL;
+	efd = -1;
+	sqlite3_finalize(st_put);
+	sqlite3_finalize(st_del);
+	sqlite3_finalize(st_meta);
+	st_put = st_del = st_meta = NULL;
+	sqlite3_close(db);
+	db = NULL;
+	free(db_path);
+	db_path = NULL;
+}

@@ -1,0 +1,80 @@
+/*
+ * store.h - the durable state (issue 8): one SQLite database in WAL mode,
+ * STATE_DIR/state.db, written only by one writer thread with group commit.
+ *
+ * The loop never waits for the disk (DESIGN 4.1, rule 1). It hands
+ * records over with store_put(), store_delete() and store_meta_set(),
+ * which only take a mutex and keep the latest record per key; the writer
+ * thread commits whatever has piled up in one transaction, then another,
+ * so the more the loop hands over, the more each commit carries. A
+ * request that must be durable before it is answered asks store_after()
+ * for a callback on the loop once everything handed over so far is
+ * committed (ok) or once a commit of it failed (not ok: the disk is full,
+ * say). Failed records stay pending and are retried with backoff, so a
+ * record is lost only if the caller withdraws it (deletes it).
+ *
+ * Keys: objects by id (with a kind and an opaque record, the caller's
+ * encoding), meta values by a small integer key. Reading (store_each,
+ * store_meta_get) is for start-up only, before store_start().
+ *
+ * A file that is not a waiter state database, is corrupt, or has a newer
+ * format is refused by store_open() with a sentence, and left untouched.
+ */
+#ifndef WAITERD_STORE_H
+#define WAITERD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+/* The format this daemon writes and reads (PRAGMA user_version). */
+#define STORE_FORMAT 1
+
+enum store_sync {
+	STORE_SYNC_FULL,        /* fsync at every commit: survives power loss */
+	STORE_SYNC_NORMAL       /* survives a crash of waiterd, not of the host */
+};
+
+/* Open (or create) DIR/state.db; DIR is created 0700 if missing. 0, or -1
+ * with *why set to a malloc'd sentence for the user. */
+int store_open(struct event_base *base, const char *dir, enum store_sync sync,
+    char **why);
+/* The path of the database file (for messages), or NULL if not open. */
+const char *store_path(void);
+bool store_is_open(void);
+
+/* Start-up reading, in ascending id order. Stops early and returns the
+ * callback's non-zero value; -1 with *why on a read error. */
+typedef int store_each_fn(uint64_t id, uint32_t kind, const void *rec, size_t len,
+    void *arg);
+int store_each(store_each_fn *fn, void *arg, char **why);
+/* A meta value, or dflt when it was never set. */
+uint64_t store_meta_get(uint32_t key, uint64_t dflt);
+
+/* Start the writer thread; after this, no reading. */
+void store_start(void);
+
+/* Hand records over (loop thread). The latest one per key wins. */
+void store_put(uint64_t id, uint32_t kind, const void *rec, size_t len);
+void store_delete(uint64_t id);
+void store_meta_set(uint32_t key, uint64_t value);
+
+/* Call fn(arg, ok) on the loop once everything handed over before this
+ * call is committed (ok) or a commit holding it failed (!ok). */
+void store_after(void (*fn)(void *arg, bool ok), void *arg);
+
+struct store_stats {
+	uint64_t commits;       /* transactions committed */
+	uint64_t records;       /* records written by them */
+	uint64_t failures;      /* commits that failed */
+	uint64_t pending;       /* records not yet committed */
+};
+void store_stats(struct store_stats *st);
+
+/* Commit what is pending (one try), stop the writer and close. Callbacks
+ * still waiting are dropped. */
+void store_close(void);
+
+#endif
