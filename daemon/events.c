@@ -9,7 +9,9 @@
 #include "frame.h"
 #include "log.h"
 #include "server.h"
+#include "state.h"
 #include "stats.h"
+#include "store.h"
 
 /* Ring entries scanned per pump before yielding the loop to others. */
 #define PUMP_SCAN_BUDGET 4096
@@ -32,6 +34,7 @@ static uint64_t last_seq;
  * up to 64 KiB each. Entries below floor_seq were dropped for bytes. */
 static uint64_t floor_seq = 1;
 static size_t ring_bytes;
+static struct store_counter seq_counter = { .key = STATE_META_NEXT_SEQ };
 static LIST_HEAD(, conn) subscribers = LIST_HEAD_INITIALIZER(subscribers);
 
 void
@@ -50,6 +53,15 @@ events_free(void)
 		free(ring[i].frame);
 	free(ring);
 	ring = NULL;
+}
+
+void
+events_start_seq(void)
+{
+	uint64_t first = store_counter_start(&seq_counter, last_seq + 1);
+
+	last_seq = first - 1;
+	floor_seq = first;      /* nothing older is in the ring */
 }
 
 uint64_t
@@ -156,6 +168,7 @@ events_store(Event *ev, uint64_t owner)
 {
 	struct ring_entry *e;
 
+	store_counter_use(&seq_counter, last_seq + 1);
 	ev->seq = ++last_seq;
 	ev->time_us = clock_wall_us();
 	e = &ring[ev->seq % ring_cap];

@@ -22,6 +22,8 @@ struct conn;
 
 void events_init(void);
 void events_free(void);
+/* With a state directory: seqs continue past every seq ever given. */
+void events_start_seq(void);
 uint64_t events_last_seq(void);
 uint64_t events_retained(void);
 uint64_t events_retained_bytes(void);

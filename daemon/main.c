@@ -23,6 +23,7 @@
 #include "log.h"
 #include "objects.h"
 #include "server.h"
+#include "state.h"
 #include "stats.h"
 #include "tasks.h"
 #include "timers.h"
@@ -53,6 +54,7 @@ struct config cfg = {
 	.max_watched_dirs = 100000,
 	.frame_timeout_us = 30 * UINT64_C(1000000),
 	.kill_grace_us = 5000000,
+	.state_sync_full = true,
 };
 struct event_base *ev_base;
 
@@ -61,6 +63,7 @@ static bool shutting_down;
 bool daemon_stopping;
 static const char *shutdown_why;
 static char default_path[108];
+static bool no_state;           /* --no-state: wins over --state-dir */
 
 static const char usage_text[] =
 "usage: waiterd [-S PATH] [--foreground | --daemonize] [options]\n"
@@ -102,6 +105,14 @@ static const char usage_text[] =
 "                           SIGKILL after this (default 5s)\n"
 "      --max-watched-dirs N directories (inotify watches) the path watches of\n"
 "                           one connection may hold (default 100000)\n"
+"      --state-dir DIR      keep what clients hand over (objects of lifetime\n"
+"                           daemon, ids, seqs) in DIR/state.db, so a restart\n"
+"                           finds it again (default: none; the waiter command\n"
+"                           starts its daemon with a per-user one)\n"
+"      --state-sync full|normal\n"
+"                           full: each commit survives power loss (default);\n"
+"                           normal: survives a crash of waiterd, not the host\n"
+"      --no-state           keep nothing across restarts, even with --state-dir\n"
 "      --no-pidfd           notice task exits by SIGCHLD, not pidfd (what\n"
 "                           happens anyway where pidfd_open is missing:\n"
 "                           Linux before 5.3, valgrind)\n"
@@ -167,7 +178,7 @@ enum {
 	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
 	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_NO_TASKS, OPT_MAX_QUEUED,
 	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_KEEP_FOR, OPT_NO_PIDFD, OPT_MAX_USER_TASKS,
-	OPT_MAX_WATCHED_DIRS, OPT_FRAME_TIMEOUT
+	OPT_MAX_WATCHED_DIRS, OPT_FRAME_TIMEOUT, OPT_STATE_DIR, OPT_STATE_SYNC, OPT_NO_STATE
 };
 
 static void
@@ -195,6 +206,9 @@ parse_args(int argc, char **argv)
 		{ "max-tasks-per-user", required_argument, NULL, OPT_MAX_USER_TASKS },
 		{ "max-watched-dirs", required_argument, NULL, OPT_MAX_WATCHED_DIRS },
 		{ "frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT },
+		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+		{ "state-sync", required_argument, NULL, OPT_STATE_SYNC },
+		{ "no-state", no_argument, NULL, OPT_NO_STATE },
 		{ "max-queued-tasks", required_argument, NULL, OPT_MAX_QUEUED },
 		{ "kill-grace", required_argument, NULL, OPT_KILL_GRACE },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -274,6 +288,20 @@ parse_args(int argc, char **argv)
 			if (cfg.frame_timeout_us == 0)
 				usage_error("--frame-timeout: %s", "must be longer than 0");
 			break;
+		case OPT_STATE_DIR:
+			if (optarg[0] == '\0')
+				usage_error("--state-dir: %s", "an empty path");
+			cfg.state_dir = optarg;
+			break;
+		case OPT_STATE_SYNC:
+			if (strcmp(optarg, "full") == 0)
+				cfg.state_sync_full = true;
+			else if (strcmp(optarg, "normal") == 0)
+				cfg.state_sync_full = false;
+			else
+				usage_error("--state-sync: '%s' is not full or normal", optarg);
+			break;
+		case OPT_NO_STATE: no_state = true; break;
 		case 'v': cfg.verbose++; break;
 		case 'V': printf("waiterd %s (protocol %d)\n", PACKAGE_VERSION,
 		    WAITER_PROTOCOL_VERSION); exit(0);
@@ -283,6 +311,8 @@ parse_args(int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	if (no_state)
+		cfg.state_dir = NULL;
 	if (cfg.socket_path == NULL)
 		cfg.socket_path = getenv("WAITER_SOCKET");
 	if (cfg.socket_path == NULL || cfg.socket_path[0] == '\0') {
@@ -373,6 +403,7 @@ finish_cb(evutil_socket_t fd, short what, void *arg)
 	if (done)
 		return;
 	done = true;
+	state_drain();
 	objects_shutdown();
 	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN;
 	events_broadcast(&ev);
@@ -400,6 +431,7 @@ shutdown_cb(evutil_socket_t fd, short what, void *arg)
 	    (unsigned long long)stats.objects, (unsigned long long)tasks_running());
 	daemon_stopping = true;
 	server_stop_listening();
+	state_freeze();          /* what shutdown cancels comes back at the next start */
 	objects_cancel_all();
 	if (tasks_running() == 0) {
 		finish_cb(-1, 0, NULL);
@@ -428,6 +460,7 @@ main(int argc, char **argv)
 {
 	struct event_config *ecfg;
 	const char *cause = NULL;
+	char *state_why = NULL;
 	int ready_fd = -1;
 
 	parse_args(argc, argv);
@@ -471,6 +504,12 @@ main(int argc, char **argv)
 	tasks_init();
 	workers_init();
 	watch_path_init();
+	/* Restore before serving: a client sees its objects or an error. */
+	if (state_open(&state_why) < 0) {
+		if (ready_fd >= 0 && write(ready_fd, state_why, strlen(state_why)) < 0)
+			log_warn("ready_pipe errno=%d", errno);
+		fatalx("%s", state_why);
+	}
 	if (server_listen(&cause) < 0) {
 		server_stop_listening();        /* let go of the lock we took */
 		if (ready_fd >= 0 && write(ready_fd, cause, strlen(cause)) < 0)
@@ -496,6 +535,7 @@ main(int argc, char **argv)
 
 	event_base_dispatch(ev_base);
 
+	state_close();           /* commit what was handed over, stop the writer */
 	workers_free();          /* its done callbacks may still reach objects */
 	server_free();
 	objects_free_all();

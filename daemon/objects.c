@@ -10,7 +10,9 @@
 #include "log.h"
 #include "objects.h"
 #include "server.h"
+#include "state.h"
 #include "stats.h"
+#include "store.h"
 
 /* Pending Wait requests one connection may hold: each costs memory and a
  * timer, and no script needs more. */
@@ -20,6 +22,17 @@
 /* List pages: the default and the most one reply may carry. */
 #define LIST_DEFAULT 1000
 #define LIST_MAX 10000
+
+/* A create answered once its record is durable (objects_reply_durable). */
+struct ack {
+	struct conn *c;         /* NULL once the connection closed */
+	uint64_t req_id, obj_id;
+	bool existed;
+	bool cancel;            /* a Cancel's reply, not a create's */
+	Waiter__V1__ObjectKind kind;
+	Waiter__V1__Reply__ResultCase result;
+	LIST_ENTRY(ack) conn_link;
+};
 
 struct waitreq {
 	struct conn *c;
@@ -43,6 +56,7 @@ RB_HEAD(object_ids, object);
 RB_GENERATE_INTERNAL(object_ids, object, id_link, cmp_id, __attribute__((unused)) static)
 
 static uint64_t next_id = 1;
+static struct store_counter id_counter = { .key = STATE_META_NEXT_ID };
 static struct object_ids by_id = RB_INITIALIZER(&by_id);
 static void *by_name;   /* tsearch: only named objects pay for it */
 static TAILQ_HEAD(, object) finished = TAILQ_HEAD_INITIALIZER(finished);
@@ -188,6 +202,7 @@ void
 objects_register(struct object *o, const struct object_ops *ops,
     struct conn *owner, const char *name, Waiter__V1__Lifetime lifetime)
 {
+	store_counter_use(&id_counter, next_id);
 	o->id = next_id++;
 	o->ops = ops;
 	o->name = (name != NULL && name[0] != '\0') ? strdup(name) : NULL;
@@ -205,6 +220,45 @@ objects_register(struct object *o, const struct object_ops *ops,
 	}
 	stats.objects++;
 	stats.active[ops->kind]++;
+}
+
+void
+objects_restore(struct object *o, const struct object_ops *ops, uint64_t id,
+    const char *name, int64_t created_us)
+{
+	objects_register(o, ops, NULL, name, WAITER__V1__LIFETIME__LIFETIME_DAEMON);
+	RB_REMOVE(object_ids, &by_id, o);
+	next_id--;
+	o->id = id;
+	o->created_us = created_us;
+	o->durable = true;
+	if (RB_INSERT(object_ids, &by_id, o) != NULL)
+		fatalx("the state file holds object %llu twice", (unsigned long long)id);
+	if (id >= next_id)
+		next_id = id + 1;
+}
+
+uint64_t
+objects_next_id(void)
+{
+	return next_id;
+}
+
+void
+objects_start_ids(void)
+{
+	next_id = store_counter_start(&id_counter, next_id);
+}
+
+void
+objects_persist(struct object *o)
+{
+	if (!store_is_open() || o->ops->persist == NULL ||
+	    o->lifetime != WAITER__V1__LIFETIME__LIFETIME_DAEMON ||
+	    o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+		return;
+	o->durable = true;
+	o->ops->persist(o);
 }
 
 static ObjectInfo *
@@ -237,6 +291,96 @@ objects_reply_created(struct object *o, bool existed, Reply *rep,
 	/* Every create result is a CreateReply in the same union slot. */
 	rep->timer_create = r;
 	return OP_REPLY;
+}
+
+static void
+ack_cb(void *arg, bool ok)
+{
+	struct ack *a = arg;
+	struct conn *c = a->c;
+	struct object *o = objects_find(a->obj_id);
+	Reply rep = WAITER__V1__REPLY__INIT;
+
+	if (c == NULL) {        /* its connection closed meanwhile */
+		free(a);
+		return;
+	}
+	LIST_REMOVE(a, conn_link);
+	c->n_acks--;
+	rep.id = a->req_id;
+	if (a->cancel && ok) {
+		static Waiter__V1__Empty empty = WAITER__V1__EMPTY__INIT;
+
+		rep.result_case = WAITER__V1__REPLY__RESULT_CANCEL;
+		rep.cancel = &empty;
+	} else if (a->cancel) {
+		op_error(&rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "object %llu is cancelled, but the state file %s could not be written "
+		    "yet (see the daemon's log): if the daemon restarts before it is, the "
+		    "object comes back", (unsigned long long)a->obj_id, store_path());
+	} else if (ok && o != NULL) {
+		objects_reply_created(o, a->existed, &rep, a->result);
+	} else if (ok) {
+		/* It ended and was forgotten before its record was written:
+		 * it was created all the same. */
+		Waiter__V1__CreateReply *r = arena_alloc(sizeof *r);
+		ObjectInfo *info = arena_alloc(sizeof *info);
+
+		waiter__v1__create_reply__init(r);
+		waiter__v1__object_info__init(info);
+		info->id = a->obj_id;
+		info->kind = a->kind;
+		info->state = WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED;
+		r->object = info;
+		r->existed = a->existed;
+		rep.result_case = a->result;
+		rep.timer_create = r;
+	} else {
+		/* Withdraw it: nothing unacknowledged may come back later. */
+		if (o != NULL && !a->existed &&
+		    o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_UNSPECIFIED);
+		op_error(&rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "the state file %s could not be written (see the daemon's log): "
+		    "object %llu was %s", store_path(), (unsigned long long)a->obj_id,
+		    a->existed ? "not confirmed" : "not created");
+	}
+	conn_send_reply(c, &rep);
+	server_conn_settled(c);
+	free(a);
+	arena_reset();
+}
+
+/* Answer req once what was handed to the store so far is durable. */
+static struct ack *
+ack_new(struct conn *c, const Request *req, struct object *o)
+{
+	struct ack *a = calloc(1, sizeof *a);
+
+	if (a == NULL)
+		fatal("calloc");
+	a->c = c;
+	a->req_id = req->id;
+	a->obj_id = o->id;
+	a->kind = o->ops->kind;
+	LIST_INSERT_HEAD(&c->acks, a, conn_link);
+	c->n_acks++;
+	store_after(ack_cb, a);
+	return a;
+}
+
+enum op_result
+objects_reply_durable(struct conn *c, const Request *req, struct object *o,
+    bool existed, Reply *rep, Waiter__V1__Reply__ResultCase result)
+{
+	struct ack *a;
+
+	if (!store_is_open() || !o->durable)
+		return objects_reply_created(o, existed, rep, result);
+	a = ack_new(c, req, o);
+	a->existed = existed;
+	a->result = result;
+	return OP_DEFERRED;
 }
 
 /* Answer one Wait with o's state and the event that ended it. */
@@ -322,6 +466,10 @@ objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq)
 	o->ops->stop(o);
 	o->state = (uint8_t)state;
 	o->last_seq = seq;
+	if (o->durable) {
+		store_delete(o->id);
+		o->durable = false;
+	}
 	if (o->owner != NULL) {
 		TAILQ_REMOVE(&o->owner->owned, o, owner_link);
 		o->owner->objects--;
@@ -369,7 +517,13 @@ bool
 objects_conn_release(struct conn *c, size_t *budget)
 {
 	struct object *o;
+	struct ack *a;
 
+	while ((a = LIST_FIRST(&c->acks)) != NULL) {
+		LIST_REMOVE(a, conn_link);
+		a->c = NULL;    /* ack_cb frees it */
+		c->n_acks--;
+	}
 	while (*budget > 0 && !LIST_EMPTY(&c->waits)) {
 		waitreq_free(LIST_FIRST(&c->waits));
 		(*budget)--;
@@ -404,7 +558,8 @@ wait_shutdown_cb(struct conn *c, void *arg)
 }
 
 /* The daemon is stopping: what did not complete is cancelled, so followers
- * learn why (tasks end once their processes have exited). */
+ * learn why (tasks end once their processes have exited), except what the
+ * state file keeps. */
 void
 objects_cancel_all(void)
 {
@@ -416,7 +571,13 @@ objects_cancel_all(void)
 	cfg.keep_finished_us = UINT64_MAX;
 	for (o = RB_MIN(object_ids, &by_id); o != NULL; o = next) {
 		next = RB_NEXT(object_ids, &by_id, o);
-		if (o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+		if (o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			continue;
+		/* What the state file keeps is not cancelled: it resumes at the
+		 * next start. Only its source stops; its waiters are told. */
+		if (o->durable)
+			o->ops->stop(o);
+		else
 			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_DAEMON_SHUTDOWN);
 	}
 }
@@ -441,8 +602,8 @@ objects_op_cancel(struct conn *c, const Request *req, Reply *rep)
 {
 	static Waiter__V1__Empty empty = WAITER__V1__EMPTY__INIT;
 	struct object *o = objects_find(req->cancel->id);
+	bool was_durable;
 
-	(void)c;
 	if (o == NULL)
 		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND,
 		    "no object with id %llu", (unsigned long long)req->cancel->id);
@@ -450,7 +611,13 @@ objects_op_cancel(struct conn *c, const Request *req, Reply *rep)
 		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION,
 		    "%s %llu %s", o->ops->name, (unsigned long long)o->id,
 		    state_word(o->state));
+	was_durable = o->durable;
 	objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_REQUESTED);
+	if (was_durable && store_is_open()) {
+		/* Answered once the cancel is durable: it must not come back. */
+		ack_new(c, req, o)->cancel = true;
+		return OP_DEFERRED;
+	}
 	rep->result_case = WAITER__V1__REPLY__RESULT_CANCEL;
 	rep->cancel = &empty;
 	return OP_REPLY;

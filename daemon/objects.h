@@ -33,6 +33,9 @@ struct object_ops {
 	bool (*cancel)(struct object *, Waiter__V1__CancelReason);
 	void (*describe)(struct object *, ObjectInfo *); /* detail, arena memory */
 	void (*free)(struct object *);
+	/* Optional: hand the object's record to the store (store_put); kinds
+	 * without it are never durable. */
+	void (*persist)(struct object *);
 };
 
 struct waitreq;
@@ -44,6 +47,7 @@ struct object {
 	uint8_t state;          /* Waiter__V1__ObjectState */
 	uint8_t lifetime;       /* Waiter__V1__Lifetime, never DEFAULT */
 	bool answering;         /* finished; its waits are still being answered */
+	bool durable;           /* its record is in the state file */
 	struct conn *owner;     /* creating connection while it is open */
 	uint64_t last_seq;      /* seq of the event that ended it */
 	int64_t created_us;
@@ -64,6 +68,21 @@ struct object *objects_find(uint64_t id);
 /* Give o an id and a place in the registry. */
 void objects_register(struct object *o, const struct object_ops *ops,
     struct conn *owner, const char *name, Waiter__V1__Lifetime lifetime);
+/* A state directory is in use and o has lifetime daemon: hand its record
+ * to the store. Sources call it at creation and when the record changes. */
+void objects_persist(struct object *o);
+/* At start-up: put back an object read from the state file. */
+void objects_restore(struct object *o, const struct object_ops *ops, uint64_t id,
+    const char *name, int64_t created_us);
+/* At start-up, after restoring: ids continue past every id ever given. */
+void objects_start_ids(void);
+/* The id the next object will get. */
+uint64_t objects_next_id(void);
+/* Answer a create request: at once without a state directory, else once
+ * the object's record is durable (OP_DEFERRED), or with an error and the
+ * object withdrawn if it cannot be written. */
+enum op_result objects_reply_durable(struct conn *c, const Request *req,
+    struct object *o, bool existed, Reply *rep, Waiter__V1__Reply__ResultCase result);
 /* o ended (COMPLETED or CANCELLED) with the event seq: answer waiters. */
 void objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq);
 /* Stop o, publish CANCELLED with reason, finish it. */

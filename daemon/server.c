@@ -542,7 +542,7 @@ conn_process(struct conn *c)
 out:
 	/* No whole frame is left. A half-closed peer still reads: close once
 	 * its pending waits are answered; bytes left are a cut-off frame. */
-	if (c->peer_eof && c->closing == CONN_OPEN && c->n_waits == 0) {
+	if (c->peer_eof && c->closing == CONN_OPEN && c->n_waits == 0 && c->n_acks == 0) {
 		if (evbuffer_get_length(c->in) > 0)
 			conn_reject(c, WAITER__V1__ERROR_CODE__ERROR_CODE_PROTOCOL_ERROR,
 			    "the connection closed in the middle of a frame");
@@ -555,7 +555,8 @@ void
 server_conn_settled(struct conn *c)
 {
 	/* Let conn_process decide, with whatever input is still buffered. */
-	if (c->peer_eof && c->closing == CONN_OPEN && c->n_waits == 0 && !c->paused)
+	if (c->peer_eof && c->closing == CONN_OPEN && c->n_waits == 0 && c->n_acks == 0 &&
+	    !c->paused)
 		event_active(&c->rev, EV_READ, 0);
 }
 
@@ -737,6 +738,7 @@ server_accept_fd(int fd)
 	c->pid = cred.pid;
 	TAILQ_INIT(&c->owned);
 	LIST_INIT(&c->waits);
+	LIST_INIT(&c->acks);
 	event_assign(&c->rev, ev_base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
 	event_assign(&c->wev, ev_base, fd, EV_WRITE, conn_write_cb, c);
 	event_add(&c->rev, NULL);

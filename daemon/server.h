@@ -20,6 +20,7 @@
 struct evbuffer;
 struct object;
 struct waitreq;
+struct ack;
 
 /* How a connection is being closed. */
 enum conn_closing {
@@ -63,6 +64,8 @@ struct conn {
 	struct conn_bus bus;
 	TAILQ_HEAD(, object) owned;     /* active objects it created */
 	LIST_HEAD(, waitreq) waits;     /* pending Wait requests */
+	LIST_HEAD(, ack) acks;          /* creates answered once durable */
+	unsigned n_acks;
 	LIST_ENTRY(conn) link;
 	TAILQ_ENTRY(conn) dead_link;
 };

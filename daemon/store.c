@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -64,12 +65,14 @@ TAILQ_HEAD(waiters, waiter);
 
 static sqlite3 *db;
 static char *db_path;
+static int lock_fd = -1;        /* DIR/lock, flock'ed while open */
 static sqlite3_stmt *st_put, *st_del, *st_meta;
 
 static pthread_t writer;
 static bool writer_started;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t written = PTHREAD_COND_INITIALIZER;  /* a commit ended */
 /* Under lock: */
 static struct ops pending = RB_INITIALIZER(&pending);
 static uint64_t n_pending;
@@ -78,6 +81,7 @@ static uint64_t committed;      /* every ticket up to this is durable */
 static uint64_t failed;         /* a commit of every ticket up to this failed */
 static bool stopping;
 static struct store_stats counts;
+static bool frozen;             /* loop thread only */
 
 /* Loop thread only: */
 static struct waiters waiters = TAILQ_HEAD_INITIALIZER(waiters);
@@ -221,6 +225,25 @@ exec(const char *sql, char **why)
 
 static void writer_done_cb(evutil_socket_t, short, void *);
 
+/* mkdir -p of dir's parents (0700, as XDG asks of ~/.local/state). */
+static int
+mkdir_parents(const char *dir)
+{
+	char *p = strdup(dir), *s;
+	int ret = 0;
+
+	if (p == NULL)
+		return -1;
+	for (s = strchr(p + 1, '/'); s != NULL && ret == 0; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST)
+			ret = -1;
+		*s = '/';
+	}
+	free(p);
+	return ret;
+}
+
 int
 store_open(struct event_base *base, const char *dir, enum store_sync sync, char **why)
 {
@@ -229,7 +252,7 @@ store_open(struct event_base *base, const char *dir, enum store_sync sync, char 
 	int fd, rc;
 
 	*why = NULL;
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	if (mkdir_parents(dir) < 0 || (mkdir(dir, 0700) < 0 && errno != EEXIST)) {
 		*why = sentence("cannot create the state directory %s: %s", dir, strerror(errno));
 		return -1;
 	}
@@ -243,9 +266,22 @@ store_open(struct event_base *base, const char *dir, enum store_sync sync, char 
 		    (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 0777));
 		return -1;
 	}
-	if ((db_path = sentence("%s/state.db", dir)) == NULL) {
+	/* One daemon per state directory, whatever socket each serves. */
+	if ((db_path = sentence("%s/lock", dir)) == NULL) {
 		*why = sentence("out of memory");
 		return -1;
+	}
+	lock_fd = open(db_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		*why = errno == EWOULDBLOCK ?
+		    sentence("the state directory %s is in use by another waiterd", dir) :
+		    sentence("cannot lock %s: %s", db_path, strerror(errno));
+		goto fail;
+	}
+	free(db_path);
+	if ((db_path = sentence("%s/state.db", dir)) == NULL) {
+		*why = sentence("out of memory");
+		goto fail;
 	}
 	if (lstat(db_path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
 		*why = sentence("the state file %s is a symbolic link: not followed, "
@@ -473,6 +509,7 @@ writer_main(void *unused)
 			    db_path, (unsigned long long)n, sqlite3_errstr(rc));
 		}
 		notify_loop();
+		pthread_cond_broadcast(&written);
 		if (rc != SQLITE_OK) {
 			struct timespec until;
 
@@ -496,6 +533,54 @@ writer_main(void *unused)
 	return NULL;
 }
 
+int
+store_commit_now(char **why)
+{
+	struct ops batch = pending;
+	struct op *o, *next;
+	int rc;
+
+	*why = NULL;
+	rc = commit(&batch);
+	if (rc != SQLITE_OK) {
+		*why = sentence("cannot write the state file %s: %s", db_path,
+		    sqlite3_errstr(rc));
+		return -1;
+	}
+	RB_FOREACH_SAFE(o, ops, &pending, next) {
+		RB_REMOVE(ops, &pending, o);
+		op_free(o);
+	}
+	committed = handed;
+	n_pending = 0;
+	return 0;
+}
+
+void
+store_freeze(void)
+{
+	frozen = true;
+}
+
+uint64_t
+store_counter_start(struct store_counter *sc, uint64_t floor)
+{
+	uint64_t first = store_meta_get(sc->key, 0);
+
+	if (first < floor)
+		first = floor;
+	sc->reserved = first + STORE_BLOCK;
+	store_meta_set(sc->key, sc->reserved);
+	return first;
+}
+
+void
+store_counter_extend(struct store_counter *sc)
+{
+	sc->reserved += STORE_BLOCK;
+	store_meta_set(sc->key, sc->reserved);
+}
+
 void
 store_start(void)
 {
@@ -516,6 +601,10 @@ hand_over(struct op *o)
 {
 	struct op *old;
 
+	if ((frozen && o->table != TABLE_META) || db == NULL) {
+		op_free(o);
+		return;
+	}
 	pthread_mutex_lock(&lock);
 	old = RB_INSERT(ops, &pending, o);
 	if (old != NULL) {
@@ -623,6 +712,28 @@ store_after(void (*fn)(void *, bool), void *arg)
 }
 
 void
+store_drain(unsigned max_ms)
+{
+	struct timespec until;
+
+	if (!writer_started)
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += max_ms / 1000;
+	until.tv_nsec += (long)(max_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&lock);
+	while (committed < handed && failed < handed &&
+	    pthread_cond_timedwait(&written, &lock, &until) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&lock);
+	run_waiters();
+}
+
+void
 store_stats(struct store_stats *st)
 {
 	pthread_mutex_lock(&lock);
@@ -657,7 +768,7 @@ store_close(void)
 		log_warn("store_close_unwritten path=%s records=%llu", db_path,
 		    (unsigned long long)n_pending);
 	n_pending = handed = committed = failed = 0;
-	stopping = false;
+	stopping = frozen = false;
 	memset(&counts, 0, sizeof counts);
 	if (efd_ev != NULL)
 		event_free(efd_ev);
@@ -673,4 +784,7 @@ store_close(void)
 	db = NULL;
 	free(db_path);
 	db_path = NULL;
+	if (lock_fd >= 0)
+		close(lock_fd);
+	lock_fd = -1;
 }

@@ -53,8 +53,15 @@ int store_each(store_each_fn *fn, void *arg, char **why);
 /* A meta value, or dflt when it was never set. */
 uint64_t store_meta_get(uint32_t key, uint64_t dflt);
 
+/* Before store_start(): commit what was handed over, on this thread.
+ * 0, or -1 with *why set. */
+int store_commit_now(char **why);
 /* Start the writer thread; after this, no reading. */
 void store_start(void);
+/* Shutdown began: what is stored now is what the next start finds, so
+ * later puts and deletes (the cancellations of shutdown) are dropped;
+ * meta values still go (the counters' last values). */
+void store_freeze(void);
 
 /* Hand records over (loop thread). The latest one per key wins. */
 void store_put(uint64_t id, uint32_t kind, const void *rec, size_t len);
@@ -64,6 +71,33 @@ void store_meta_set(uint32_t key, uint64_t value);
 /* Call fn(arg, ok) on the loop once everything handed over before this
  * call is committed (ok) or a commit holding it failed (!ok). */
 void store_after(void (*fn)(void *arg, bool ok), void *arg);
+
+/*
+ * Counters that must never repeat across restarts (object ids, event
+ * seqs) without a write per value: the meta value `key` holds the end of
+ * a block of STORE_BLOCK values this run may use. A start reserves a block
+ * and commits it before serving; a run half through its block reserves
+ * the next, long before it can reach the end.
+ */
+#define STORE_BLOCK (UINT64_C(1) << 20)
+struct store_counter {
+	uint32_t key;
+	uint64_t reserved;      /* values below this are this run's */
+};
+/* At start-up: the first value to use, at least floor. */
+uint64_t store_counter_start(struct store_counter *, uint64_t floor);
+void store_counter_extend(struct store_counter *);
+/* value is about to be used: reserve ahead when needed. */
+static inline void
+store_counter_use(struct store_counter *sc, uint64_t value)
+{
+	if (sc->reserved != 0 && value + STORE_BLOCK / 2 >= sc->reserved)
+		store_counter_extend(sc);
+}
+
+/* Shutdown: wait (at most max_ms) for what was handed over to be
+ * committed, and run the store_after() callbacks it answers. */
+void store_drain(unsigned max_ms);
 
 struct store_stats {
 	uint64_t commits;       /* transactions committed */

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "objects.h"
 #include "server.h"
+#include "state.h"
 #include "stats.h"
 #include "timers.h"
 
@@ -198,12 +199,35 @@ timer_free(struct object *o)
 	free(o);
 }
 
+/* The record of a timer: its next deadline as wall-clock time, so an
+ * `after` or `every` timer keeps its schedule across a reboot too. */
+static void
+timer_persist(struct object *o)
+{
+	struct timer *t = (struct timer *)o;
+	Waiter__State__V1__StoredObject so = WAITER__STATE__V1__STORED_OBJECT__INIT;
+	Waiter__State__V1__StoredTimer st = WAITER__STATE__V1__STORED_TIMER__INIT;
+
+	/* As timer_describe shows it, so a restart changes no reported time. */
+	st.deadline_wall_us = t->wall ? t->deadline : t->deadline + t->wall_offset;
+	st.wall = t->wall;
+	st.every_us = t->every_us;
+	st.count = t->count;
+	st.fire_count = t->fire_count;
+	so.name = o->name != NULL ? o->name : (char *)"";
+	so.created_us = o->created_us;
+	so.kind_case = WAITER__STATE__V1__STORED_OBJECT__KIND_TIMER;
+	so.timer = &st;
+	state_put(o, &so);
+}
+
 static const struct object_ops timer_ops = {
 	.kind = WAITER__V1__OBJECT_KIND__OBJECT_KIND_TIMER,
 	.name = "timer",
 	.stop = timer_stop,
 	.describe = timer_describe,
 	.free = timer_free,
+	.persist = timer_persist,
 };
 
 /* Fire t (taken off its heap), due at now on its clock. */
@@ -232,10 +256,13 @@ timer_fire(struct timer *t, int64_t now, int64_t now_wall)
 	ev.body_case = WAITER__V1__EVENT__BODY_TIMER_FIRED;
 	ev.timer_fired = &tf;
 	seq = events_publish(&ev, t->obj.owner);
-	if (tf.last)
+	if (tf.last) {
 		objects_finish(&t->obj, WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED, seq);
-	else
+	} else {
 		heap_push(heap_of(t), t);
+		if (t->obj.durable)
+			timer_persist(&t->obj);         /* its count and next deadline */
+	}
 }
 
 /* A heap's earliest deadline came: fire what is due, a batch per lap. */
@@ -304,7 +331,7 @@ timers_op_create(struct conn *c, const Request *req, Reply *rep)
 			return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION,
 			    "the name %s belongs to %s %llu", tc->name,
 			    existing->ops->name, (unsigned long long)existing->id);
-		return objects_reply_created(existing, true, rep,
+		return objects_reply_durable(c, req, existing, true, rep,
 		    WAITER__V1__REPLY__RESULT_TIMER_CREATE);
 	}
 	if (objects_check_create(c, tc->name, rep) < 0)
@@ -328,8 +355,31 @@ timers_op_create(struct conn *c, const Request *req, Reply *rep)
 	    WAITER__V1__LIFETIME__LIFETIME_DAEMON : WAITER__V1__LIFETIME__LIFETIME_CONNECTION);
 	t->obj.created_us = now_wall;   /* the instant `after` counts from */
 	timer_arm(t);
-	return objects_reply_created(&t->obj, false, rep,
+	objects_persist(&t->obj);
+	return objects_reply_durable(c, req, &t->obj, false, rep,
 	    WAITER__V1__REPLY__RESULT_TIMER_CREATE);
+}
+
+void
+timers_restore(uint64_t id, const Waiter__State__V1__StoredObject *so)
+{
+	const Waiter__State__V1__StoredTimer *st = so->timer;
+	int64_t now_wall = clock_wall_us(), now_mono = clock_mono_us();
+	struct timer *t = calloc(1, sizeof *t);
+
+	if (t == NULL)
+		fatal("calloc");
+	t->every_us = st->every_us;
+	t->count = st->count;
+	t->fire_count = st->fire_count;
+	t->wall = st->wall;
+	t->wall_offset = now_wall - now_mono;
+	t->slot = NOT_QUEUED;
+	/* A deadline passed while the daemon was down fires at once; an
+	 * `every` timer then counts the periods it missed in that event. */
+	t->deadline = t->wall ? st->deadline_wall_us : st->deadline_wall_us - t->wall_offset;
+	objects_restore(&t->obj, &timer_ops, id, so->name, so->created_us);
+	timer_arm(t);
 }
 
 static void

@@ -8,6 +8,7 @@
 #ifndef WAITERD_TIMERS_H
 #define WAITERD_TIMERS_H
 
+#include "state.h"
 #include "waiterd.h"
 
 /* The shortest period: a faster timer would keep the loop busy for one
@@ -18,5 +19,7 @@ void timers_init(void);
 void timers_free(void);
 
 op_fn timers_op_create;
+/* At start-up: put back a timer of the state file (state.c). */
+void timers_restore(uint64_t id, const Waiter__State__V1__StoredObject *so);
 
 #endif

@@ -54,7 +54,8 @@ struct config {
 	uint64_t max_queued_tasks; /* tasks waiting or queued, daemon-wide */
 	uint64_t max_tasks_per_user; /* tasks not yet ended, per uid */
 	uint64_t kill_grace_us;    /* default TERM-to-KILL grace */
-	const char *state_dir;
+	const char *state_dir;     /* durable state (state.c), or NULL */
+	bool state_sync_full;      /* fsync every commit (--state-sync full) */
 };
 
 extern struct config cfg;

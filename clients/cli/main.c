@@ -175,14 +175,37 @@ find_waiterd(char *buf, size_t len)
 	return "waiterd";
 }
 
+/* The state directory of a daemon this command starts, so what a script
+ * hands over survives a restart (doc/durability.md): $WAITER_STATE_DIR,
+ * else $XDG_STATE_HOME/waiter, else $HOME/.local/state/waiter; none when
+ * WAITER_STATE_DIR is set but empty, or nothing else is set. */
+static const char *
+default_state_dir(char *buf, size_t len)
+{
+	const char *v = getenv("WAITER_STATE_DIR");
+	int n;
+
+	if (v != NULL)
+		return v[0] != '\0' ? v : NULL;
+	if ((v = getenv("XDG_STATE_HOME")) != NULL && v[0] == '/')
+		n = snprintf(buf, len, "%s/waiter", v);
+	else if ((v = getenv("HOME")) != NULL && v[0] == '/')
+		n = snprintf(buf, len, "%s/.local/state/waiter", v);
+	else
+		return NULL;
+	return n > 0 && (size_t)n < len ? buf : NULL;
+}
+
 /* Start a daemon at path; it detaches once it serves. Racing starters are
  * fine: the daemon's lock lets one win, the others exit and we connect. */
 static void
 autostart(const char *path)
 {
-	char exe[PATH_MAX];
+	char exe[PATH_MAX], state[PATH_MAX];
 	const char *bin = find_waiterd(exe, sizeof exe);
-	char *argv[] = { (char *)bin, "--daemonize", "-S", (char *)path, NULL };
+	const char *dir = default_state_dir(state, sizeof state);
+	char *argv[] = { (char *)bin, "--daemonize", "-S", (char *)path,
+	    dir != NULL ? "--state-dir" : NULL, (char *)dir, NULL };
 	pid_t pid;
 	int status;
 

@@ -15,6 +15,9 @@ WAITER="$WAITER_BUILDDIR/waiter"
 WAITERD="$WAITER_BUILDDIR/waiterd"
 WRAW="$WAITER_BUILDDIR/tests/helpers/wraw"
 export WAITERD
+# A daemon the waiter command starts keeps no state unless a test asks for
+# it (else it would write under the real $HOME/.local/state).
+export WAITER_STATE_DIR=
 
 # Start a daemon for this test with extra flags; sets TESTDIR, WAITER_SOCKET,
 # DAEMON_PID, DAEMON_LOG. --daemonize returns exactly when the socket serves.

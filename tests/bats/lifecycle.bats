@@ -219,8 +219,8 @@ as_nobody() {
 }
 
 @test "waiter starts a daemon at the default socket and reuses it" {
-	unset WAITER_SOCKET
-	export XDG_RUNTIME_DIR="$TESTDIR/xdg"
+	unset WAITER_SOCKET WAITER_STATE_DIR
+	export XDG_RUNTIME_DIR="$TESTDIR/xdg" XDG_STATE_HOME="$TESTDIR/xdgstate"
 	mkdir -m 700 "$XDG_RUNTIME_DIR"
 	sock="$XDG_RUNTIME_DIR/waiter/waiterd.sock"
 	run "$WAITER" ping
@@ -234,6 +234,9 @@ as_nobody() {
 	[ -n "$AUTO_PID" ]
 	kill -0 "$AUTO_PID"
 	[ "$(stat -c %a "$XDG_RUNTIME_DIR/waiter")" = 700 ]
+	# It keeps its state in the per-user state directory.
+	[ -f "$XDG_STATE_HOME/waiter/state.db" ]
+	[ "$(stat -c %a "$XDG_STATE_HOME/waiter")" = 700 ]
 	run "$WAITER" ping
 	assert_success
 	assert_output pong

@@ -1,0 +1,101 @@
+/* state.c - what survives a restart (see state.h). */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "events.h"
+#include "log.h"
+#include "objects.h"
+#include "state.h"
+#include "store.h"
+#include "timers.h"
+
+/* Creates still waiting for their records at shutdown get this long. */
+#define DRAIN_MS 5000
+
+/* One record of the state file: give it back to its kind. */
+static int
+restore_one(uint64_t id, uint32_t kind, const void *rec, size_t len, void *arg)
+{
+	Waiter__State__V1__StoredObject *so;
+	unsigned *n = arg;
+
+	so = waiter__state__v1__stored_object__unpack(NULL, len, rec);
+	if (so == NULL) {
+		log_warn("state_record_unreadable id=%llu kind=%u bytes=%zu: skipped",
+		    (unsigned long long)id, kind, len);
+		return 0;
+	}
+	switch (so->kind_case) {
+	case WAITER__STATE__V1__STORED_OBJECT__KIND_TIMER:
+		timers_restore(id, so);
+		n[0]++;
+		break;
+	default:
+		log_warn("state_record_unknown id=%llu kind=%u: skipped",
+		    (unsigned long long)id, kind);
+		break;
+	}
+	waiter__state__v1__stored_object__free_unpacked(so, NULL);
+	return 0;
+}
+
+int
+state_open(char **why)
+{
+	unsigned n[1] = { 0 };
+
+	*why = NULL;
+	if (cfg.state_dir == NULL)
+		return 0;
+	if (store_open(ev_base, cfg.state_dir, cfg.state_sync_full ? STORE_SYNC_FULL :
+	    STORE_SYNC_NORMAL, why) < 0 || store_each(restore_one, n, why) < 0)
+		return -1;
+	objects_start_ids();
+	events_start_seq();
+	/* The counters' first blocks are durable before anyone sees them. */
+	if (store_commit_now(why) < 0)
+		return -1;
+	store_start();
+	log_info("state_open path=%s timers=%u next_seq=%llu", store_path(), n[0],
+	    (unsigned long long)events_last_seq() + 1);
+	return 0;
+}
+
+void
+state_freeze(void)
+{
+	store_freeze();
+}
+
+void
+state_drain(void)
+{
+	store_drain(DRAIN_MS);
+}
+
+void
+state_close(void)
+{
+	if (!store_is_open())
+		return;
+	/* A clean stop: the next start continues right after the last id and
+	 * seq given, not after the reserved blocks (store_counter). */
+	store_meta_set(STATE_META_NEXT_ID, objects_next_id());
+	store_meta_set(STATE_META_NEXT_SEQ, events_last_seq() + 1);
+	store_close();
+}
+
+void
+state_put(struct object *o, Waiter__State__V1__StoredObject *so)
+{
+	uint8_t buf[512], *p = buf;
+	size_t len = waiter__state__v1__stored_object__get_packed_size(so);
+
+	if (len > sizeof buf && (p = malloc(len)) == NULL)
+		fatal("malloc");
+	waiter__state__v1__stored_object__pack(so, p);
+	store_put(o->id, (uint32_t)o->ops->kind, p, len);
+	if (p != buf)
+		free(p);
+}

@@ -1,0 +1,36 @@
+/*
+ * state.h - what survives a restart (issue 8; doc/durability.md): opening
+ * the state directory at start-up, restoring its objects kind by kind and
+ * the counters that never repeat, and the records each kind stores.
+ *
+ * daemon/store.c does the writing (a writer thread, group commit); this
+ * file decides what is written: one waiter.state.v1.StoredObject per
+ * object of lifetime daemon (proto/state.proto).
+ */
+#ifndef WAITERD_STATE_H
+#define WAITERD_STATE_H
+
+#include "state.pb-c.h"
+
+struct object;
+
+/* Meta keys of the state file (store_meta_get/set). */
+enum {
+	STATE_META_NEXT_ID = 1,         /* end of the id block in use */
+	STATE_META_NEXT_SEQ = 2         /* end of the seq block in use */
+};
+
+/* With --state-dir: open it, restore every object and the counters, and
+ * start the writer. 0, or -1 with *why (malloc'd) when the state cannot be
+ * used (corrupt, newer, unwritable, in use). Without: nothing, 0. */
+int state_open(char **why);
+/* Shutdown began: keep the state as it is now (see store_freeze). */
+void state_freeze(void);
+/* Shutdown: answer the creates waiting for their records (bounded). */
+void state_drain(void);
+void state_close(void);
+
+/* Pack so and hand it to the store as o's record. */
+void state_put(struct object *o, Waiter__State__V1__StoredObject *so);
+
+#endif

@@ -1,0 +1,234 @@
+#!/usr/bin/env bats
+# Durability (issue 8, doc/durability.md): with --state-dir, what a client
+# handed over survives a crash (SIGKILL) and a stop; ids and seqs never
+# repeat; a state file waiter cannot trust is refused and left untouched;
+# a full disk refuses new work and loses nothing acknowledged.
+
+load helpers
+
+setup() {
+	TESTDIR=$(mktemp -d "${BATS_TMPDIR:-/tmp}/waiter-test.XXXXXX")
+	STATE="$TESTDIR/state"
+}
+
+teardown() {
+	if [ -n "${MOUNTED:-}" ]; then
+		stop_daemon || true
+		umount "$MOUNTED" || true
+	fi
+	daemon_teardown
+}
+
+# SIGKILL the daemon: no shutdown code runs, as in a crash or an OOM kill.
+crash() {
+	kill -KILL "$DAEMON_PID"
+	wait_gone "$DAEMON_PID"
+	DAEMON_PID=
+}
+
+# Wait until the wall clock is past $1 (µs since the epoch), at most 20 s.
+wait_past() {
+	for _ in $(seq 1 1000); do
+		[ "$(date +%s%6N)" -gt "$1" ] && return 0
+		sleep 0.02
+	done
+	return 1
+}
+
+# Wait until `waiter stats` shows KEY=VALUE, at most 20 s.
+wait_stat() {
+	for _ in $(seq 1 1000); do
+		[ "$(stat_value "$1")" = "$2" ] && return 0
+		sleep 0.02
+	done
+	echo "$1 is $(stat_value "$1"), expected $2" >&2
+	return 1
+}
+
+# Run waiterd in the foreground expecting it to refuse to start.
+refused_start() {
+	run timeout 20 "$WAITERD" -S "$TESTDIR/r.sock" --state-dir "$STATE" "$@"
+	assert_failure
+}
+
+@test "timers of lifetime daemon come back after SIGKILL, with ids, names and schedules" {
+	start_daemon --state-dir "$STATE"
+	a=$("$WAITER" after 1h --name a)
+	b=$("$WAITER" every 1h --name b)
+	c=$("$WAITER" at "$(date -d '+2 hours' -Iseconds)" --name c)
+	before=$("$WAITER" --json timers | jq -c '[.id, .name, .timer.next_us, .timer.every_us, .timer.wall_clock]')
+	crash
+	start_daemon --state-dir "$STATE"
+	after=$("$WAITER" --json timers | jq -c '[.id, .name, .timer.next_us, .timer.every_us, .timer.wall_clock]')
+	[ "$after" = "$before" ]
+	[ "$(echo "$after" | wc -l)" -eq 3 ]
+	run "$WAITER" --json show a
+	assert_success
+	[ "$(echo "$output" | jq -r .id)" = "$a" ]
+	[ "$(echo "$output" | jq -r .lifetime)" = daemon ]
+	# A retry by name finds the restored timer, not a new one.
+	run "$WAITER" every 1h --name b
+	assert_success
+	assert_output "$b"
+	[ -n "$c" ]
+}
+
+@test "ids and seqs continue past a crash, and a clean stop continues densely" {
+	start_daemon --state-dir "$STATE"
+	"$WAITER" after 1ms --wait >/dev/null
+	id1=$("$WAITER" after 1h)
+	seq1=$(stat_value last_seq)
+	[ "$seq1" -ge 1 ]
+	crash
+	start_daemon --state-dir "$STATE"
+	id2=$("$WAITER" after 1ms --wait)
+	[ "$id2" -gt "$id1" ]
+	seq2=$("$WAITER" --json events --since 0 --id "$id2" | jq -r 'select(.kind == "timer_fired") | .seq')
+	[ "$seq2" -gt "$seq1" ]
+	# SIGTERM: the next start takes up right after the last id and seq.
+	id3=$("$WAITER" after 1h)
+	seq3=$(stat_value last_seq)
+	stop_daemon
+	start_daemon --state-dir "$STATE"
+	id4=$("$WAITER" after 1h)
+	[ "$id4" -eq $((id3 + 1)) ]
+	id5=$("$WAITER" after 1ms --wait)
+	seq5=$("$WAITER" --json events --since 0 --id "$id5" | jq -r 'select(.kind == "timer_fired") | .seq')
+	[ "$seq5" -gt "$seq3" ]
+	[ "$seq5" -le $((seq3 + 3)) ]
+}
+
+@test "a stop does not cancel kept timers: waiters are told, the timers resume" {
+	start_daemon --state-dir "$STATE"
+	id=$("$WAITER" after 1h --name kept)
+	"$WAITER" events --follow --id "$id" >"$TESTDIR/events" 2>&1 &
+	follower=$!
+	wait_stat subscribers 1
+	stop_daemon
+	wait_gone "$follower" || kill "$follower"
+	run grep -c cancelled "$TESTDIR/events"
+	assert_output 0
+	start_daemon --state-dir "$STATE"
+	run "$WAITER" --json show kept
+	assert_success
+	[ "$(echo "$output" | jq -r .state)" = active ]
+}
+
+@test "a timer due while the daemon was down fires at the next start" {
+	start_daemon --state-dir "$STATE"
+	# Stop the loop right after the create (3 s of margin on a loaded
+	# machine), let the deadline pass, then crash: it cannot have fired.
+	out=$("$WAITER" --json after 3s --name due)
+	kill -STOP "$DAEMON_PID"
+	id=$(echo "$out" | jq -r .object.id)
+	next=$(echo "$out" | jq -r .object.timer.next_us)
+	wait_past "$next"
+	crash
+	start_daemon --state-dir "$STATE"
+	run "$WAITER" --json wait "$id"
+	assert_success
+	[ "$(echo "$output" | jq -r .object.state)" = completed ]
+	[ "$(echo "$output" | jq -r .last_event.timer_fired.scheduled_us)" = "$next" ]
+}
+
+@test "an every timer counts the periods missed while down in one event" {
+	start_daemon --state-dir "$STATE"
+	id=$("$WAITER" every 100ms --name tick)
+	crash
+	start=$(date +%s%6N)
+	wait_past $((start + 1000000))
+	start_daemon --state-dir "$STATE"
+	# It fires at once; wait for that, then read the event back.
+	for _ in $(seq 1 1000); do
+		[ "$("$WAITER" --json show tick | jq -r .timer.fire_count)" -ge 1 ] && break
+		sleep 0.02
+	done
+	first=$("$WAITER" --json events --since 0 --id "$id" --kind timer_fired |
+	    jq -c 'select(.kind == "timer_fired")' | head -n1)
+	missed=$(echo "$first" | jq -r .timer_fired.missed)
+	[ "$missed" -ge 5 ]
+	# The count goes on from where it was, plus what was missed.
+	[ "$(echo "$first" | jq -r .timer_fired.fire_count)" -ge 1 ]
+}
+
+@test "cancelled and finished timers stay gone after a crash" {
+	start_daemon --state-dir "$STATE"
+	gone=$("$WAITER" after 1h --name gone)
+	"$WAITER" cancel "$gone"
+	done_id=$("$WAITER" after 1ms --wait --name done)
+	crash
+	start_daemon --state-dir "$STATE"
+	run "$WAITER" timers
+	assert_success
+	refute_output --partial gone
+	refute_output --partial done
+	run "$WAITER" show "$gone"
+	assert_failure
+	[ -n "$done_id" ]
+}
+
+@test "--no-state keeps nothing, even with --state-dir" {
+	start_daemon --state-dir "$STATE" --no-state
+	"$WAITER" after 1h --name x >/dev/null
+	crash
+	[ ! -e "$STATE" ]
+	start_daemon --state-dir "$STATE"
+	run "$WAITER" timers
+	refute_output --partial x
+}
+
+@test "a corrupt state file is refused with a sentence and left as it was" {
+	mkdir -m 700 "$STATE"
+	head -c 8192 /dev/urandom >"$STATE/state.db"
+	cp "$STATE/state.db" "$TESTDIR/copy"
+	refused_start
+	assert_output --partial "state.db is not a database waiter can read"
+	assert_output --partial "left as it is"
+	cmp "$STATE/state.db" "$TESTDIR/copy"
+}
+
+@test "a state file of a newer format is refused and left as it was" {
+	start_daemon --state-dir "$STATE"
+	"$WAITER" after 1h >/dev/null
+	stop_daemon
+	/usr/bin/python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("PRAGMA user_version = 7"); c.commit(); c.close()' "$STATE/state.db"
+	cp "$STATE/state.db" "$TESTDIR/copy"
+	refused_start
+	assert_output --partial "has format 7, newer than this waiterd reads (1)"
+	cmp "$STATE/state.db" "$TESTDIR/copy"
+}
+
+@test "a second daemon on the same state directory is refused" {
+	start_daemon --state-dir "$STATE"
+	refused_start
+	assert_output --partial "is in use by another waiterd"
+	run "$WAITER" ping
+	assert_success
+}
+
+@test "a full disk refuses the new timer with a sentence; nothing acknowledged is lost" {
+	mkdir -m 700 "$STATE"
+	mount -t tmpfs -o size=512k,mode=0700 waiter-test "$STATE"
+	MOUNTED=$STATE
+	start_daemon --state-dir "$STATE"
+	a=$("$WAITER" after 1h --name a)
+	b=$("$WAITER" every 1h --name b)
+	# Fill the disk; the next commit cannot grow the write-ahead log.
+	dd if=/dev/zero of="$STATE/fill" bs=4k 2>/dev/null || true
+	run "$WAITER" after 1h --name c
+	assert_failure
+	assert_output --partial "could not be written"
+	wait_for_line "$DAEMON_LOG" 'msg=store_commit_failed'
+	# The daemon still serves; the refused timer is not there.
+	run "$WAITER" timers
+	assert_success
+	refute_output --partial " c "
+	rm -f "$STATE/fill"
+	d=$("$WAITER" after 1h --name d)
+	crash
+	start_daemon --state-dir "$STATE"
+	run "$WAITER" --json timers
+	assert_success
+	[ "$(echo "$output" | jq -r .name | sort | tr '\n' ' ')" = "a b d " ]
+	[ -n "$a$b$d" ]
+}
