@@ -24,6 +24,7 @@
 #include "log.h"
 #include "objects.h"
 #include "server.h"
+#include "state.h"
 #include "stats.h"
 #include "tasks.h"
 #include "timers.h"
@@ -153,6 +154,7 @@ op_hello(struct conn *c, const Request *req, Reply *rep)
 	r->connection_id = c->id;
 	r->max_frame = cfg.max_frame;
 	r->last_seq = events_last_seq();
+	r->instance = state_instance();
 	rep->result_case = WAITER__V1__REPLY__RESULT_HELLO;
 	rep->hello = r;
 	return OP_REPLY;

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <sys/random.h>
 
 #include "events.h"
 #include "log.h"
@@ -12,6 +13,27 @@
 
 /* Creates still waiting for their records at shutdown get this long. */
 #define DRAIN_MS 5000
+
+static uint64_t instance;
+
+static uint64_t
+random_instance(void)
+{
+	uint64_t v = 0;
+
+	while (v == 0)
+		if (getrandom(&v, sizeof v, 0) != sizeof v)
+			fatal("getrandom");
+	return v;
+}
+
+uint64_t
+state_instance(void)
+{
+	if (instance == 0)
+		instance = random_instance();
+	return instance;
+}
 
 /* One record of the state file: give it back to its kind. */
 static int
@@ -51,6 +73,11 @@ state_open(char **why)
 	if (store_open(ev_base, cfg.state_dir, cfg.state_sync_full ? STORE_SYNC_FULL :
 	    STORE_SYNC_NORMAL, why) < 0 || store_each(restore_one, n, why) < 0)
 		return -1;
+	/* The id space is the state file's, kept across restarts. */
+	if ((instance = store_meta_get(STATE_META_INSTANCE, 0)) == 0) {
+		instance = random_instance();
+		store_meta_set(STATE_META_INSTANCE, instance);
+	}
 	objects_start_ids();
 	events_start_seq();
 	/* The counters' first blocks are durable before anyone sees them. */

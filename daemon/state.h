@@ -17,7 +17,8 @@ struct object;
 /* Meta keys of the state file (store_meta_get/set). */
 enum {
 	STATE_META_NEXT_ID = 1,         /* end of the id block in use */
-	STATE_META_NEXT_SEQ = 2         /* end of the seq block in use */
+	STATE_META_NEXT_SEQ = 2,        /* end of the seq block in use */
+	STATE_META_INSTANCE = 3         /* the id space (HelloReply.instance) */
 };
 
 /* With --state-dir: open it, restore every object and the counters, and
@@ -29,6 +30,9 @@ void state_freeze(void);
 /* Shutdown: answer the creates waiting for their records (bounded). */
 void state_drain(void);
 void state_close(void);
+
+/* HelloReply.instance: the state file's, or random for this run. */
+uint64_t state_instance(void);
 
 /* Pack so and hand it to the store as o's record. */
 void state_put(struct object *o, Waiter__State__V1__StoredObject *so);

@@ -24,6 +24,7 @@ struct waiter {
 	int fd;
 	uint64_t next_id;
 	uint64_t conn_id;
+	uint64_t instance;
 	char *server_version;
 	uint8_t *buf;
 	size_t len, cap;
@@ -318,6 +319,7 @@ waiter_connect(const char *path, const char *client_name, struct waiter **out,
 		return -1;
 	}
 	w->conn_id = m->reply->hello->connection_id;
+	w->instance = m->reply->hello->instance;
 	w->server_version = strdup(m->reply->hello->server_version);
 	waiter_message_free(m);
 	*out = w;
@@ -347,6 +349,12 @@ uint64_t
 waiter_connection_id(const struct waiter *w)
 {
 	return w->conn_id;
+}
+
+uint64_t
+waiter_instance(const struct waiter *w)
+{
+	return w->instance;
 }
 
 const char *

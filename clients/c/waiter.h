@@ -48,6 +48,9 @@ int waiter_connect(const char *path, const char *client_name, struct waiter **ou
 void waiter_close(struct waiter *w);
 uint64_t waiter_connection_id(const struct waiter *w);
 const char *waiter_server_version(const struct waiter *w);
+/* HelloReply.instance: the same after a reconnect iff ids still mean the
+ * same objects (a daemon with a state directory, or the same run). */
+uint64_t waiter_instance(const struct waiter *w);
 
 /*
  * Send req (its id is assigned here) and read until its Reply. Events that

@@ -71,6 +71,14 @@ int cli_read_events(uint64_t id, bool status, void (*fn)(const Event *ev, void *
 void cli_connect(void);
 /* Make a call; on failure print the error and return its exit status. */
 int cli_call(Request *req, ServerMessage **reply);
+/* The exit status for a failed call, with its sentence on stderr. */
+int cli_call_error(const struct waiter_error *err);
+/* The daemon went away: connect again (starting one if allowed), trying
+ * until the monotonic time until_mono_us; false if none came back. */
+bool cli_reconnect(int64_t until_mono_us);
+/* How long `wait` keeps reconnecting: $WAITER_RECONNECT_TIMEOUT, else 30 s. */
+#define CLI_RECONNECT_DEFAULT_US (30 * UINT64_C(1000000))
+uint64_t cli_reconnect_us(void);
 /* Print "waiter: ..." on stderr and return code. */
 int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 noreturn void cli_usage(const struct cmd *c, const char *fmt, ...)

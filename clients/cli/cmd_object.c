@@ -67,20 +67,52 @@ ended_status(const Waiter__V1__ObjectInfo *o, const Event *last)
 	}
 }
 
+static int64_t mono_us(void);
+
 int
 cli_wait_one(uint64_t id, uint64_t timeout_us)
 {
 	Request req = WAITER__V1__REQUEST__INIT;
 	Waiter__V1__Wait wq = WAITER__V1__WAIT__INIT;
 	ServerMessage *m;
+	struct waiter_error err;
+	int64_t deadline = timeout_us ? mono_us() + (int64_t)timeout_us : 0, give_up = 0;
+	uint64_t instance = waiter_instance(cli.w);
 	int rc;
 
 	wq.id = id;
-	wq.timeout_us = timeout_us;
 	req.op_case = WAITER__V1__REQUEST__OP_WAIT;
 	req.wait = &wq;
-	if ((rc = cli_call(&req, &m)) != EXIT_OK)
-		return rc;
+	for (;;) {
+		if (deadline != 0) {
+			int64_t left = deadline - mono_us();
+
+			wq.timeout_us = left > 0 ? (uint64_t)left : 1;
+		}
+		if (waiter_call(cli.w, &req, &m, &err) == 0)
+			break;
+		/* The daemon went away (a crash, a restart): with a state
+		 * directory the object comes back, so connect again and ask
+		 * again, for a bounded time (doc/durability.md). */
+		if (err.code != WAITER_E_IO &&
+		    err.code != WAITER__V1__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN)
+			return cli_call_error(&err);
+		if (give_up == 0) {
+			uint64_t bound = cli_reconnect_us();
+
+			if (bound == 0)
+				return cli_call_error(&err);
+			give_up = mono_us() + (int64_t)bound;
+			fprintf(stderr, "waiter: %s; reconnecting to wait for %llu\n",
+			    err.message, (unsigned long long)id);
+		}
+		if (!cli_reconnect(give_up))
+			return cli_fail(EXIT_UNREACHABLE, "no daemon came back to answer for %llu "
+			    "(WAITER_RECONNECT_TIMEOUT)", (unsigned long long)id);
+		if (waiter_instance(cli.w) != instance)
+			return cli_fail(EXIT_ERROR, "the daemon restarted without its state "
+			    "(no --state-dir): %llu is gone", (unsigned long long)id);
+	}
 	if (cli.json)
 		out_json(&m->reply->wait->base);
 	rc = ended_status(m->reply->wait->object, m->reply->wait->last_event);
@@ -322,6 +354,9 @@ const struct cmd cmd_wait = {
 	"passes first; for a task, its exit code or 128+N for signal N (the first\n"
 	"non-zero status of them all). An object that finished earlier answers\n"
 	"at once.\n"
+	"If the daemon goes away meanwhile (a crash or a restart), wait connects\n"
+	"again and asks again for up to $WAITER_RECONNECT_TIMEOUT (default 30s;\n"
+	"0: do not); a daemon with a state directory still knows the object.\n"
 	"With --json, prints each object's final state and its last event.\n",
 	wait_main,
 };

@@ -249,10 +249,11 @@ cli_object_id(const struct cmd *c, const char *s)
 	return id;
 }
 
-static void
-cli_connect_new(void)
+/* Connect (starting a daemon at the default socket when none answers and
+ * that is allowed). 0, or -1 with err set. */
+static int
+cli_try_connect(struct waiter_error *err)
 {
-	struct waiter_error err;
 	char def[108];
 	const char *path = cli.socket;
 	bool explicit = path != NULL || (getenv("WAITER_SOCKET") && *getenv("WAITER_SOCKET"));
@@ -262,23 +263,91 @@ cli_connect_new(void)
 			exit(cli_fail(EXIT_ERROR, "the default socket path is too long"));
 		path = def;
 	}
-	if (waiter_connect(path, "waiter-cli", &cli.w, &err) == 0)
-		return;
-	if (err.code == WAITER_E_UNREACHABLE && !explicit && !cli.no_autostart) {
+	if (waiter_connect(path, "waiter-cli", &cli.w, err) == 0)
+		return 0;
+	if (err->code == WAITER_E_UNREACHABLE && !explicit && !cli.no_autostart) {
 		struct timespec pause = { 0, AUTOSTART_PAUSE_NS };
 
 		autostart(path);
 		for (int i = 0; i < AUTOSTART_TRIES; i++) {
-			if (waiter_connect(path, "waiter-cli", &cli.w, &err) == 0)
-				return;
-			if (err.code != WAITER_E_UNREACHABLE)
+			if (waiter_connect(path, "waiter-cli", &cli.w, err) == 0)
+				return 0;
+			if (err->code != WAITER_E_UNREACHABLE)
 				break;
 			nanosleep(&pause, NULL);
 		}
 	}
+	return -1;
+}
+
+static void
+cli_connect_new(void)
+{
+	struct waiter_error err;
+
+	if (cli_try_connect(&err) == 0)
+		return;
 	if (err.code == WAITER_E_UNREACHABLE)
 		exit(cli_fail(EXIT_UNREACHABLE, "%s", err.message));
 	exit(cli_fail(EXIT_ERROR, "%s", err.message));
+}
+
+static int64_t
+now_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+bool
+cli_reconnect(int64_t until_mono_us)
+{
+	struct waiter_error err;
+	long pause_ms = 50;
+
+	if (cli.w != NULL)
+		waiter_close(cli.w);
+	cli.w = NULL;
+	for (;;) {
+		if (cli_try_connect(&err) == 0)
+			return true;
+		if (now_mono_us() + pause_ms * 1000 > until_mono_us)
+			return false;
+		{
+			struct timespec ts = { pause_ms / 1000, pause_ms % 1000 * 1000000 };
+
+			nanosleep(&ts, NULL);
+		}
+		if (pause_ms < 1000)
+			pause_ms *= 2;
+	}
+}
+
+uint64_t
+cli_reconnect_us(void)
+{
+	const char *v = getenv("WAITER_RECONNECT_TIMEOUT"), *why;
+	uint64_t us;
+
+	if (v == NULL || v[0] == '\0')
+		return CLI_RECONNECT_DEFAULT_US;
+	if (waiter_parse_duration(v, &us, &why) < 0)
+		exit(cli_fail(EXIT_USAGE, "WAITER_RECONNECT_TIMEOUT: %s", why));
+	return us;
+}
+
+int
+cli_call_error(const struct waiter_error *err)
+{
+	if (err->code == WAITER__V1__ERROR_CODE__ERROR_CODE_TIMED_OUT)
+		return cli_fail(EXIT_TIMEOUT, "%s", err->message);
+	if (err->code == WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT)
+		return cli_fail(EXIT_USAGE, "%s", err->message);
+	if (err->code == WAITER_E_UNREACHABLE)
+		return cli_fail(EXIT_UNREACHABLE, "%s", err->message);
+	return cli_fail(EXIT_ERROR, "%s", err->message);
 }
 
 int
@@ -288,13 +357,7 @@ cli_call(Request *req, ServerMessage **reply)
 
 	if (waiter_call(cli.w, req, reply, &err) == 0)
 		return EXIT_OK;
-	if (err.code == WAITER__V1__ERROR_CODE__ERROR_CODE_TIMED_OUT)
-		return cli_fail(EXIT_TIMEOUT, "%s", err.message);
-	if (err.code == WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT)
-		return cli_fail(EXIT_USAGE, "%s", err.message);
-	if (err.code == WAITER_E_UNREACHABLE)
-		return cli_fail(EXIT_UNREACHABLE, "%s", err.message);
-	return cli_fail(EXIT_ERROR, "%s", err.message);
+	return cli_call_error(&err);
 }
 
 static const struct cmd *

@@ -232,3 +232,45 @@ refused_start() {
 	[ "$(echo "$output" | jq -r .name | sort | tr '\n' ' ')" = "a b d " ]
 	[ -n "$a$b$d" ]
 }
+
+@test "wait rides out a crash and a restart of a daemon that keeps state" {
+	start_daemon --state-dir "$STATE"
+	id=$("$WAITER" after 2s)
+	timeout 60 "$WAITER" wait "$id" >"$TESTDIR/out" 2>"$TESTDIR/err" &
+	waiter_pid=$!
+	wait_stat waits 1
+	crash
+	start_daemon --state-dir "$STATE"
+	rc=0
+	wait "$waiter_pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	grep -q "reconnecting to wait for $id" "$TESTDIR/err"
+}
+
+@test "wait on a daemon restarted without state says the object is gone" {
+	start_daemon
+	id=$("$WAITER" after 1h)
+	timeout 60 "$WAITER" wait "$id" >"$TESTDIR/out" 2>"$TESTDIR/err" &
+	waiter_pid=$!
+	wait_stat waits 1
+	crash
+	start_daemon
+	rc=0
+	wait "$waiter_pid" || rc=$?
+	[ "$rc" -eq 1 ]
+	grep -q "restarted without its state (no --state-dir): $id is gone" "$TESTDIR/err"
+}
+
+@test "wait gives up after WAITER_RECONNECT_TIMEOUT when no daemon comes back" {
+	start_daemon --state-dir "$STATE"
+	id=$("$WAITER" after 1h)
+	WAITER_RECONNECT_TIMEOUT=300ms timeout 60 "$WAITER" wait "$id" \
+		>"$TESTDIR/out" 2>"$TESTDIR/err" &
+	waiter_pid=$!
+	wait_stat waits 1
+	crash
+	rc=0
+	wait "$waiter_pid" || rc=$?
+	[ "$rc" -eq 69 ]
+	grep -q "no daemon came back to answer for $id" "$TESTDIR/err"
+}
