@@ -17,6 +17,9 @@
  * MAX_WATCHED_DIRS directories; the network is faked below (connect and
  * getaddrinfo), so endpoint watches reach only this target's own
  * listeners and never resolve a name.
+ *
+ * FUZZ_REQUEST_TRACE=1 in the environment prints each message the daemon
+ * sent and its debug log: what an input did, when reproducing a crash.
  */
 #include "config.h"
 
@@ -25,6 +28,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +60,7 @@ static char tmpdir[] = "/tmp/fuzz_request.XXXXXX";
 static struct sockaddr_un unix_listener;        /* connects to unix: land here */
 static struct sockaddr_in tcp_listener;         /* and to tcp: here */
 static int unix_fd = -1, tcp_fd = -1;
+static bool trace;      /* FUZZ_REQUEST_TRACE=1: print what the daemon sent */
 static uint8_t inbuf[1 << 20];
 
 /* ------------------------------------------------------- the fake network */
@@ -178,6 +183,15 @@ client_read(int fd, size_t *have)
 			    "that is not a ServerMessage\n", len);
 			abort();
 		}
+		if (trace && sm->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY &&
+		    sm->reply->result_case == WAITER__V1__REPLY__RESULT_ERROR)
+			fprintf(stderr, "fuzz_request: reply id=%llu error: %s\n",
+			    (unsigned long long)sm->reply->id, sm->reply->error->message);
+		else if (trace && sm->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY)
+			fprintf(stderr, "fuzz_request: reply id=%llu result=%d\n",
+			    (unsigned long long)sm->reply->id, (int)sm->reply->result_case);
+		else if (trace)
+			fprintf(stderr, "fuzz_request: message case=%d\n", (int)sm->msg_case);
 		waiter__v1__server_message__free_unpacked(sm, NULL);
 		off += FRAME_HEADER_LEN + len;
 	}
@@ -228,7 +242,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	atexit(cleanup);
 	listeners_open();
-	log_init(0);
+	trace = getenv("FUZZ_REQUEST_TRACE") != NULL;
+	log_init(trace ? 1 : 0);
 	cfg.socket_path = unix_listener.sun_path;       /* named in messages only */
 	cfg.no_tasks = true;
 	cfg.max_watched_dirs = MAX_WATCHED_DIRS;
