@@ -53,8 +53,14 @@
 /* Small limits, so that inputs reach them (and memory stays small). */
 #define MAX_WATCHED_DIRS 16
 
+/* Frames of an input the mutator chooses from. */
+#define MUTATE_FRAMES 64
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size,
+    unsigned int seed);
 
 static char tmpdir[] = "/tmp/fuzz_request.XXXXXX";
 static struct sockaddr_un unix_listener;        /* connects to unix: land here */
@@ -227,6 +233,47 @@ client_stream(const uint8_t *data, size_t size, size_t *len)
 		memcpy(buf + FRAME_HEADER_LEN + n, data, size);
 	*len = FRAME_HEADER_LEN + n + size;
 	return buf;
+}
+
+/* ------------------------------------------------------------ the mutator */
+
+/*
+ * An input is a stream of frames, and a byte flipped in a length prefix
+ * makes the rest one garbage frame: the daemon closes the connection and
+ * no handler runs. So most mutations change the payload of one whole frame
+ * and rewrite its length; one in eight mutates the raw bytes, so cut and
+ * oversized frames and bad lengths are fuzzed too.
+ */
+size_t
+LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
+{
+	size_t offs[MUTATE_FRAMES], n = 0, off = 0, plen, room, after, newlen;
+	uint32_t len;
+	uint8_t *tmp;
+
+	while (n < MUTATE_FRAMES &&
+	    frame_next(data + off, size - off, FRAME_HARD_MAX, &len) == FRAME_OK) {
+		offs[n++] = off;
+		off += FRAME_HEADER_LEN + len;
+	}
+	if (n == 0 || seed % 8 == 0)
+		return LLVMFuzzerMutate(data, size, max_size);
+	off = offs[(seed / 8) % n];
+	plen = frame_get_header(data + off);
+	after = size - off - FRAME_HEADER_LEN - plen;
+	if (max_size <= size - plen)
+		return LLVMFuzzerMutate(data, size, max_size);
+	room = max_size - (size - plen);
+	if ((tmp = malloc(room + 1)) == NULL)
+		return size;
+	memcpy(tmp, data + off + FRAME_HEADER_LEN, plen);
+	newlen = LLVMFuzzerMutate(tmp, plen, room);
+	memmove(data + off + FRAME_HEADER_LEN + newlen, data + off + FRAME_HEADER_LEN + plen,
+	    after);
+	memcpy(data + off + FRAME_HEADER_LEN, tmp, newlen);
+	frame_put_header(data + off, (uint32_t)newlen);
+	free(tmp);
+	return size - plen + newlen;
 }
 
 /* ------------------------------------------------------------- the target */
