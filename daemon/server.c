@@ -919,6 +919,7 @@ void
 server_init(void)
 {
 	draining = false;
+	next_conn_id = 1;
 	reap_ev = event_new(ev_base, -1, 0, server_reap_cb, NULL);
 	partial_ev = event_new(ev_base, -1, EV_PERSIST, partial_sweep_cb, NULL);
 	if (reap_ev == NULL || partial_ev == NULL)
