@@ -18,6 +18,10 @@
  * getaddrinfo), so endpoint watches reach only this target's own
  * listeners and never resolve a name.
  *
+ * Path watches get something to report: the seeds watch the placeholder
+ * path WATCHED_PLACEHOLDER, which becomes this target's directory, where
+ * files are created, written, renamed and deleted after the input.
+ *
  * FUZZ_REQUEST_TRACE=1 in the environment prints each message the daemon
  * sent and its debug log: what an input did, when reproducing a crash.
  */
@@ -25,6 +29,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -33,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -44,10 +50,13 @@
 #include "server.h"
 #include "stats.h"
 #include "waiterd.h"
+#include "workers.h"
 
 /* Loop laps per input while there is input to write, and after it. */
 #define LAPS_WRITING 256
 #define LAPS_AFTER 32
+/* Blocking laps at most while waiting for the worker threads. */
+#define WORKER_LAPS 64
 /* Inputs longer than this are cut: the frame limit below is smaller. */
 #define INPUT_MAX (256 * 1024)
 /* Small limits, so that inputs reach them (and memory stays small). */
@@ -62,7 +71,11 @@ size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size,
     unsigned int seed);
 
-static char tmpdir[] = "/tmp/fuzz_request.XXXXXX";
+/* The seeds name this literal path where a path watch should see changes:
+ * each occurrence in an input becomes tmpdir (the same length, so frame
+ * lengths hold), in which the target makes changes after the input. */
+#define WATCHED_PLACEHOLDER "/tmp/fuzz_request.XXXXXX"
+static char tmpdir[] = WATCHED_PLACEHOLDER;
 static struct sockaddr_un unix_listener;        /* connects to unix: land here */
 static struct sockaddr_in tcp_listener;         /* and to tcp: here */
 static int unix_fd = -1, tcp_fd = -1;
@@ -161,9 +174,12 @@ listeners_open(void)
 	}
 }
 
+static void changes_step(int step);
+
 static void
 cleanup(void)
 {
+	changes_step(4);
 	unlink(unix_listener.sun_path);
 	rmdir(tmpdir);
 }
@@ -276,7 +292,74 @@ LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned in
 	return size - plen + newlen;
 }
 
+/* ---------------------------------------------------- the watched directory */
+
+/* Point the placeholder path at our directory. */
+static void
+placeholder_replace(uint8_t *p, size_t len)
+{
+	const size_t n = sizeof WATCHED_PLACEHOLDER - 1;
+	uint8_t *at;
+
+	while (len >= n && (at = memmem(p, len, WATCHED_PLACEHOLDER, n)) != NULL) {
+		memcpy(at, tmpdir, n);
+		len -= (size_t)(at - p) + n;
+		p = at + n;
+	}
+}
+
+/* One step of changes in tmpdir per call, for the path watches to report;
+ * the last step leaves it as it was (the listener's socket only). */
+static void
+changes_step(int step)
+{
+	char a[128], b[128], sub[128];
+	int fd;
+
+	snprintf(a, sizeof a, "%s/a.c", tmpdir);
+	snprintf(b, sizeof b, "%s/b.conf", tmpdir);
+	snprintf(sub, sizeof sub, "%s/sub", tmpdir);
+	switch (step) {
+	case 0:
+		if ((fd = open(a, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) >= 0) {
+			if (write(fd, "x", 1) < 0) {
+				/* the watch may see the open and close only */
+			}
+			close(fd);
+		}
+		break;
+	case 1:
+		chmod(a, 0644);
+		rename(a, b);
+		break;
+	case 2:
+		mkdir(sub, 0700);
+		break;
+	case 3:
+		snprintf(a, sizeof a, "%s/sub/c.c", tmpdir);
+		if ((fd = open(a, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+			close(fd);
+		break;
+	case 4:
+		snprintf(a, sizeof a, "%s/sub/c.c", tmpdir);
+		unlink(a);
+		rmdir(sub);
+		unlink(b);
+		break;
+	}
+}
+
 /* ------------------------------------------------------------- the target */
+
+/* Let the worker threads finish (a path watch's first walk, a lookup), so
+ * what follows meets the same state each run: the loop wakes when a job is
+ * done (an eventfd), or at the next timer. Bounded. */
+static void
+lap_workers(void)
+{
+	for (int i = 0; i < WORKER_LAPS && workers_pending() > 0; i++)
+		event_base_loop(ev_base, EVLOOP_ONCE);
+}
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -323,11 +406,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	server_accept_fd(sv[0]);
 	stream = client_stream(data, size, &len);
+	placeholder_replace(stream, len);
 
 	for (int lap = 0; lap < LAPS_WRITING && sent < len; lap++) {
 		n = write(sv[1], stream + sent, len - sent);
 		if (n > 0)
 			sent += (size_t)n;
+		event_base_loop(ev_base, EVLOOP_NONBLOCK);
+		client_read(sv[1], &have);
+		listeners_drain();
+	}
+	/* Change files for the path watches, the connection still open. */
+	for (int lap = 0; lap < LAPS_AFTER; lap++) {
+		if (lap % 4 == 0) {
+			lap_workers();
+			changes_step(lap / 4);
+		}
 		event_base_loop(ev_base, EVLOOP_NONBLOCK);
 		client_read(sv[1], &have);
 		listeners_drain();
