@@ -53,6 +53,9 @@ events_free(void)
 		free(ring[i].frame);
 	free(ring);
 	ring = NULL;
+	ring_cap = ring_bytes = 0;
+	last_seq = 0;
+	floor_seq = 1;
 }
 
 void

@@ -32,36 +32,7 @@
 #include "watch_path.h"
 #include "workers.h"
 
-struct config cfg = {
-	.max_frame = FRAME_DEFAULT_MAX,
-	/* Within the default fd limit this machine kind gives (20000). */
-	.max_clients = 10000,
-	/* A subscriber may lag this far behind before it loses events. */
-	.max_output = 4 * 1024 * 1024,
-	/* Enough for a reconnecting client to catch up on a busy minute. */
-	.retain_events = 10000,
-	/* Task output makes events large: bound the ring's memory too. */
-	.retain_bytes = 16 * 1024 * 1024,
-	.keep_finished = 10000,
-	/* A day: long enough for tomorrow's script to collect tonight's run. */
-	.keep_finished_us = UINT64_C(86400) * 1000000,
-	.max_objects_per_client = 100000,
-	.max_objects = 2000000,
-	.slow_lap_us = 50000,
-	/* Queued work costs memory, not processes: generous, but bounded. */
-	.max_queued_tasks = 100000,
-	.max_tasks_per_user = 100000,
-	.max_watched_dirs = 100000,
-	.frame_timeout_us = 30 * UINT64_C(1000000),
-	.kill_grace_us = 5000000,
-	.state_sync_full = true,
-};
-struct event_base *ev_base;
-
-static struct event *shutdown_ev, *finish_ev, *tasks_grace_ev, *sigterm_ev, *sigint_ev;
-static bool shutting_down;
-bool daemon_stopping;
-static const char *shutdown_why;
+static struct event *sigterm_ev, *sigint_ev;
 static char default_path[108];
 static bool no_state;           /* --no-state: wins over --state-dir */
 
@@ -382,83 +353,20 @@ raise_fd_limit(void)
 	}
 }
 
-void
-daemon_shutdown(const char *why)
-{
-	if (shutting_down)
-		return;
-	shutting_down = true;
-	shutdown_why = why;
-	event_active(shutdown_ev, EV_TIMEOUT, 1);
-}
-
-/* Shutdown, second half: tell everyone, answer waits, flush, exit. */
-static void
-finish_cb(evutil_socket_t fd, short what, void *arg)
-{
-	Event ev = WAITER__V1__EVENT__INIT;
-	static bool done;
-
-	(void)fd, (void)what, (void)arg;
-	if (done)
-		return;
-	done = true;
-	state_drain();
-	objects_shutdown();
-	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_SHUTDOWN;
-	events_broadcast(&ev);
-	server_drain_and_exit();
-	arena_reset();
-}
-
-static void
-tasks_idle(void)
-{
-	event_active(finish_ev, EV_TIMEOUT, 1);
-}
-
-/* Shutdown, first half: stop accepting and cancel everything. Running tasks
- * get SIGTERM; while they exit (KILL after the grace) clients stay
- * connected, so followers see each TASK_DONE. */
-static void
-shutdown_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct timeval tv = clock_tv((int64_t)cfg.kill_grace_us + 1000000);
-
-	(void)fd, (void)what, (void)arg;
-	log_info("shutdown reason=%s connections=%llu objects_cancelled=%llu "
-	    "tasks_running=%llu", shutdown_why, (unsigned long long)stats.connections,
-	    (unsigned long long)stats.objects, (unsigned long long)tasks_running());
-	daemon_stopping = true;
-	server_stop_listening();
-	state_freeze();          /* what shutdown cancels comes back at the next start */
-	objects_cancel_all();
-	if (tasks_running() == 0) {
-		finish_cb(-1, 0, NULL);
-		return;
-	}
-	tasks_on_idle(tasks_idle);
-	evtimer_add(tasks_grace_ev, &tv);       /* KILL came at the grace; bound it */
-	arena_reset();
-}
-
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what, (void)arg;
-	if (shutting_down) {
+	if (!daemon_shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT")) {
 		/* A second signal: the user does not want to wait. */
 		log_warn("shutdown_forced signal=%d", (int)sig);
 		event_base_loopbreak(ev_base);
-		return;
 	}
-	daemon_shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 int
 main(int argc, char **argv)
 {
-	struct event_config *ecfg;
 	const char *cause = NULL;
 	char *state_why = NULL;
 	int ready_fd = -1;
@@ -474,36 +382,7 @@ main(int argc, char **argv)
 		fatal("cannot open log file %s", cfg.log_file);
 	log_init(cfg.verbose);
 
-	/* Without PRECISE_TIMER libevent reads a coarse clock that ticks every
-	 * 4 ms here, and timers fire 2-3 ms late. */
-	ecfg = event_config_new();
-	event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-	/* Poll for I/O and timeouts again after this many callbacks (or this
-	 * long) of ordinary work: an event that re-activates itself to continue
-	 * next lap (a client past its request budget) would otherwise run again
-	 * before anyone else's I/O, and a due timer would wait behind a whole
-	 * lap of writes to subscribers. */
-	{
-		struct timeval most = { 0, 200 };
-
-		event_config_set_max_dispatch_interval(ecfg, &most, 32, EV_PRIO_WORK);
-	}
-	ev_base = event_base_new_with_config(ecfg);
-	event_config_free(ecfg);
-	if (ev_base == NULL)
-		fatalx("cannot create the event base");
-	/* Two priorities: timers' deadlines first, then everything else (the
-	 * default for new events). */
-	if (event_base_priority_init(ev_base, EV_PRIORITIES) < 0)
-		fatalx("cannot set the event base's priorities");
-
-	stats_init();
-	events_init();
-	objects_init();
-	timers_init();
-	tasks_init();
-	workers_init();
-	watch_path_init();
+	daemon_setup();
 	/* Restore before serving: a client sees its objects or an error. */
 	if (state_open(&state_why) < 0) {
 		if (ready_fd >= 0 && write(ready_fd, state_why, strlen(state_why)) < 0)
@@ -516,13 +395,9 @@ main(int argc, char **argv)
 			log_warn("ready_pipe errno=%d", errno);
 		fatalx("cannot serve %s: %s", cfg.socket_path, cause);
 	}
-	shutdown_ev = event_new(ev_base, -1, 0, shutdown_cb, NULL);
-	finish_ev = event_new(ev_base, -1, 0, finish_cb, NULL);
-	tasks_grace_ev = evtimer_new(ev_base, finish_cb, NULL);
 	sigterm_ev = evsignal_new(ev_base, SIGTERM, signal_cb, NULL);
 	sigint_ev = evsignal_new(ev_base, SIGINT, signal_cb, NULL);
-	if (shutdown_ev == NULL || finish_ev == NULL || tasks_grace_ev == NULL ||
-	    sigterm_ev == NULL || sigint_ev == NULL ||
+	if (sigterm_ev == NULL || sigint_ev == NULL ||
 	    event_add(sigterm_ev, NULL) < 0 || event_add(sigint_ev, NULL) < 0)
 		fatalx("cannot set up signals");
 	if (ready_fd >= 0) {
@@ -536,21 +411,9 @@ main(int argc, char **argv)
 	event_base_dispatch(ev_base);
 
 	state_close();           /* commit what was handed over, stop the writer */
-	workers_free();          /* its done callbacks may still reach objects */
-	server_free();
-	objects_free_all();
-	watch_endpoint_free();
-	watch_path_free();
-	tasks_free();
-	timers_free();
-	events_free();
-	stats_free();
-	event_free(shutdown_ev);
-	event_free(finish_ev);
-	event_free(tasks_grace_ev);
 	event_free(sigterm_ev);
 	event_free(sigint_ev);
-	event_base_free(ev_base);
+	daemon_teardown();
 	libevent_global_shutdown();
 	arena_reset();
 	log_info("stopped");

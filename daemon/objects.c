@@ -136,6 +136,7 @@ objects_free_all(void)
 			TAILQ_REMOVE(&finished, o, owner_link);
 		objects_destroy(o);
 	}
+	next_id = 1;            /* a new daemon state (fuzz_request) starts over */
 }
 
 static bool

@@ -703,7 +703,7 @@ server_peer_allowed(int fd, struct ucred *cred)
 	return false;
 }
 
-static void
+void
 server_accept_fd(int fd)
 {
 	struct ucred cred;
@@ -919,6 +919,17 @@ server_clear_stale(const char **cause)
 	return unlink(cfg.socket_path);
 }
 
+void
+server_init(void)
+{
+	draining = false;
+	next_conn_id = 1;
+	reap_ev = event_new(ev_base, -1, 0, server_reap_cb, NULL);
+	partial_ev = event_new(ev_base, -1, EV_PERSIST, partial_sweep_cb, NULL);
+	if (reap_ev == NULL || partial_ev == NULL)
+		fatalx("cannot set up the connection events");
+}
+
 int
 server_listen(const char **cause)
 {
@@ -962,10 +973,7 @@ server_listen(const char **cause)
 	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	listen_ev = event_new(ev_base, listen_fd, EV_READ | EV_PERSIST, server_accept_cb, NULL);
 	accept_retry_ev = evtimer_new(ev_base, server_accept_retry_cb, NULL);
-	reap_ev = event_new(ev_base, -1, 0, server_reap_cb, NULL);
-	partial_ev = event_new(ev_base, -1, EV_PERSIST, partial_sweep_cb, NULL);
-	if (listen_ev == NULL || accept_retry_ev == NULL || reap_ev == NULL ||
-	    partial_ev == NULL || event_add(listen_ev, NULL) < 0)
+	if (listen_ev == NULL || accept_retry_ev == NULL || event_add(listen_ev, NULL) < 0)
 		fatalx("cannot set up the listener");
 	log_info("listening path=%s pid=%d mode=%04o", cfg.socket_path, (int)getpid(),
 	    (unsigned)mode);
@@ -1062,11 +1070,13 @@ server_free(void)
 		event_free(reap_ev);
 	if (partial_ev != NULL)
 		event_free(partial_ev);
-	partial_ev = NULL;
 	if (grace_ev != NULL)
 		event_free(grace_ev);
+	accept_retry_ev = reap_ev = partial_ev = grace_ev = NULL;
 	if (reserve_fd >= 0)
 		close(reserve_fd);
+	reserve_fd = -1;
 	free(lock_path);
+	lock_path = NULL;
 	arena_reset();
 }

@@ -70,7 +70,12 @@ struct conn {
 	TAILQ_ENTRY(conn) dead_link;
 };
 
+/* The connection events; daemon_setup calls it before anything listens. */
+void server_init(void);
 int server_listen(const char **cause);
+/* Serve fd, a connected socket: the listener's, or a fuzz target's end of
+ * a socketpair (its peer's credentials decide, as for any client). */
+void server_accept_fd(int fd);
 void server_stop_listening(void);
 void server_free(void);
 

@@ -1212,4 +1212,6 @@ tasks_free(void)
 		free(q->name);
 		free(q);
 	}
+	n_queues = 0;
+	idle_cb = NULL;
 }

@@ -90,7 +90,13 @@ void *arena_alloc(size_t size);
 char *arena_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void arena_reset(void);
 
-/* Request the daemon's orderly exit (signal or Shutdown request). */
-void daemon_shutdown(const char *why);
+/* Request the daemon's orderly exit (signal or Shutdown request); false if
+ * it was under way already. */
+bool daemon_shutdown(const char *why);
+/* daemon.c: create the event base and start every module (nothing listens
+ * yet); after the loop, free all of it. main.c and the fuzz targets share
+ * these, so a state can be set up and torn down more than once. */
+void daemon_setup(void);
+void daemon_teardown(void);
 
 #endif

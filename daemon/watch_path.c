@@ -1080,22 +1080,23 @@ handle(const struct inotify_event *ie, const struct inotify_event *to)
 	dispatch(d, ie->mask, name, NULL, NULL, 0, NULL, NULL);
 }
 
-/* A held event as inotify gave it, name included. */
-struct held_event {
+/* A held event as inotify gave it, name included (ie.name is a flexible
+ * array: the union gives it room). */
+union held_event {
 	struct inotify_event ie;
-	char name[NAME_MAX + 1];
+	char room[sizeof(struct inotify_event) + NAME_MAX + 1];
 };
 
 static void
-held_event(struct held_event *e, const struct held *h)
+held_event(union held_event *e, const struct held *h)
 {
 	memset(e, 0, sizeof *e);
 	e->ie.wd = h->wd;
 	e->ie.mask = h->mask;
 	e->ie.cookie = h->cookie;
 	if (h->name != NULL) {
-		snprintf(e->name, sizeof e->name, "%s", h->name);
-		e->ie.len = (uint32_t)strlen(e->name) + 1;
+		snprintf(e->ie.name, NAME_MAX + 1, "%s", h->name);
+		e->ie.len = (uint32_t)strlen(e->ie.name) + 1;
 	}
 }
 
@@ -1112,7 +1113,7 @@ replay_held(void)
 	STAILQ_CONCAT(&mine, &held);
 	n_held = 0;
 	while ((h = STAILQ_FIRST(&mine)) != NULL) {
-		struct held_event e[2];
+		union held_event e[2];
 
 		STAILQ_REMOVE_HEAD(&mine, link);
 		held_event(&e[0], h);
@@ -1462,8 +1463,12 @@ watch_path_free(void)
 		free(h->name);
 		free(h);
 	}
+	n_held = 0;
+	held_overflow = false;
 	tdestroy(kdirs, kdir_free_node);
 	kdirs = NULL;
+	LIST_INIT(&unused);     /* its kdirs were in the tree */
+	n_kdirs = 0;
 	if (ifd_ev != NULL)
 		event_free(ifd_ev);
 	if (sweep_ev != NULL)

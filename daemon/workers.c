@@ -120,6 +120,7 @@ workers_init(void)
 {
 	sigset_t all, old;
 
+	stopping = false;       /* a second setup (the fuzz targets) */
 	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (efd < 0)
 		fatal("eventfd");

@@ -90,7 +90,12 @@ waiter_parse_duration(const char *s, uint64_t *us, const char **err)
 			*err = "duration is longer than 10 years";
 			return -1;
 		}
-		total += whole * u->us + frac * u->us / 1000000000;
+		/* frac (ns, < 1e9) times a day's 8.64e10 us would overflow:
+		 * scale units of whole milliseconds down by 1000 first. */
+		if (u->us % 1000 == 0)
+			total += whole * u->us + frac * (u->us / 1000) / 1000000;
+		else
+			total += whole * u->us + frac * u->us / 1000000000;
 		if (total > MAX_US) {
 			*err = "duration is longer than 10 years";
 			return -1;
@@ -110,10 +115,13 @@ waiter_format_duration(uint64_t us, char *buf, size_t len)
 		return;
 	}
 	if (us % 1000 != 0 || us < 1000) {
+		/* Exact, and in the syntax waiter_parse_duration reads back
+		 * ("%g" gave "2.59465e+07s"). */
 		if (us < US_PER_S)
 			snprintf(buf, len, "%lluus", (unsigned long long)us);
 		else
-			snprintf(buf, len, "%.6gs", (double)us / 1e6);
+			snprintf(buf, len, "%llu.%06llus", (unsigned long long)(us / US_PER_S),
+			    (unsigned long long)(us % US_PER_S));
 		return;
 	}
 	buf[0] = '\0';

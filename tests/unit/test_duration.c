@@ -69,6 +69,14 @@ main(void)
 	dur("1h30", -1);
 	dur("ms", -1);
 	dur("1.2.3s", -1);
+	/* Found by fuzz_duration: a fraction of a day overflowed (0.5d was
+	 * 6306.5 s). */
+	dur("0.5d", 43200000000LL);
+	dur("0.25d", 21600000000LL);
+	dur("1.999999999d", 172799999913LL);
+	dur("0.5h", 1800000000LL);
+	dur("0.0005ms", 0);
+	dur("1.5ms", 1500);
 
 	tm("2026-11-26T10:00:00Z", 1795687200LL * 1000000);
 	tm("2026-11-26t10:00:00z", 1795687200LL * 1000000);
@@ -94,5 +102,10 @@ main(void)
 	fmt(5400000000ULL, "1h30m");
 	fmt(7, "7us");
 	fmt(90250000, "1m30s250ms");
+	/* Found by fuzz_duration: "%g" printed 2.59465e+07s, which does not
+	 * parse back, and rounded. */
+	fmt(25946463000400ULL, "25946463.000400s");
+	fmt(1500001, "1.500001s");
+	fmt(999999, "999999us");
 	return done_testing();
 }
