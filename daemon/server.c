@@ -844,12 +844,20 @@ server_lock(const char **cause)
 	return 0;
 }
 
-/* Make sure the socket's directory exists and, if it is ours, is private. */
+/*
+ * Make sure the socket's directory exists and that no one else can swap
+ * the socket in it: whoever may rename or unlink it could put a socket of
+ * their own there and hear every client (tmux refuses such a directory
+ * too). A directory of ours that is private (as we create it) is opened
+ * just enough for allowed peers to reach the socket; a shared one (/tmp,
+ * a home) is never changed.
+ */
 static int
 server_prepare_dir(const char **cause)
 {
 	char *dir = strdup(cfg.socket_path), *slash = strrchr(dir, '/');
 	struct stat st;
+	mode_t perm;
 	int rc = 0;
 
 	if (slash == NULL || slash == dir) {
@@ -863,7 +871,16 @@ server_prepare_dir(const char **cause)
 	} else if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		*cause = arena_printf("%s is not a directory", dir);
 		rc = -1;
-	} else if (st.st_uid == geteuid() && (cfg.n_allow_uids > 0 || cfg.have_allow_gid)) {
+	} else if (st.st_uid != geteuid() && st.st_uid != 0) {
+		*cause = arena_printf("%s belongs to uid %u, who could replace the "
+		    "socket; refusing to put a socket in it", dir, (unsigned)st.st_uid);
+		rc = -1;
+	} else if ((st.st_mode & 022) != 0 && !(st.st_mode & S_ISVTX)) {
+		*cause = arena_printf("%s is writable by others; refusing to put a "
+		    "socket in it", dir);
+		rc = -1;
+	} else if (st.st_uid == geteuid() && (cfg.n_allow_uids > 0 || cfg.have_allow_gid) &&
+	    ((perm = st.st_mode & 07777) == 0700 || perm == 0710 || perm == 0711)) {
 		/* Let allowed peers reach the socket; the socket's own mode
 		 * and the credential check still decide who is served. */
 		mode_t mode = cfg.n_allow_uids > 0 ? 0711 : 0710;
@@ -872,11 +889,6 @@ server_prepare_dir(const char **cause)
 			log_warn("chown dir=%s errno=%d", dir, errno);
 		if (chmod(dir, mode) < 0)
 			log_warn("chmod dir=%s errno=%d", dir, errno);
-	} else if (st.st_uid == geteuid() && (st.st_mode & 022) != 0 &&
-	    !(st.st_mode & S_ISVTX)) {
-		*cause = arena_printf("%s is writable by others; refusing to put a "
-		    "socket in it", dir);
-		rc = -1;
 	}
 	free(dir);
 	return rc;
