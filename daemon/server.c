@@ -672,11 +672,34 @@ server_refuse(int fd, Waiter__V1__ErrorCode code, const char *msg)
 	stats.connections_refused++;
 }
 
+/* Is gid among the peer's supplementary groups? SO_PEERCRED carries only
+ * the primary one; SO_PEERGROUPS lists the rest, and says how much room
+ * they need (ERANGE) when they do not fit. */
+static bool
+server_peer_in_group(int fd, gid_t gid)
+{
+	bool found = false;
+#ifdef SO_PEERGROUPS
+	gid_t some[256], *groups = some;
+	socklen_t len = sizeof some;
+	int rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+
+	if (rc < 0 && errno == ERANGE && (groups = malloc(len)) != NULL)
+		rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+	for (size_t i = 0; rc == 0 && i < len / sizeof groups[0] && !found; i++)
+		found = groups[i] == gid;
+	if (groups != some)
+		free(groups);
+#else
+	(void)fd, (void)gid;
+#endif
+	return found;
+}
+
 static bool
 server_peer_allowed(int fd, struct ucred *cred)
 {
 	socklen_t len = sizeof *cred;
-	gid_t groups[256];
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
 		return false;
@@ -687,23 +710,14 @@ server_peer_allowed(int fd, struct ucred *cred)
 			return true;
 	if (!cfg.have_allow_gid)
 		return false;
-	if (cred->gid == cfg.allow_gid)
-		return true;
-#ifdef SO_PEERGROUPS
-	len = sizeof groups;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
-		for (size_t i = 0; i < len / sizeof groups[0]; i++)
-			if (groups[i] == cfg.allow_gid)
-				return true;
-	}
-#endif
-	return false;
+	return cred->gid == cfg.allow_gid || server_peer_in_group(fd, cfg.allow_gid);
 }
 
 static void
 server_accept_fd(int fd)
 {
-	struct ucred cred;
+	/* What the refusal names if SO_PEERCRED itself fails. */
+	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	struct conn *c;
 
 	if (!server_peer_allowed(fd, &cred)) {
