@@ -275,3 +275,31 @@ wait_fd_count() {
 	run "$WAITER" ping
 	assert_output pong
 }
+
+# Quotas (DESIGN 7): objects per client and pending waits are hit in
+# limits.bats, the per-uid task limit in tasks.bats, all answered with
+# RESOURCE_EXHAUSTED. The retained events and the captured output are not
+# refusals by nature: the ring drops its oldest events and a reader past it
+# gets EVENTS_LOST (events.bats, and the stopped subscriber above); a task's
+# output keeps its tail and counts the dropped bytes (tasks.bats). What is
+# left is the queued-task limit's code on the wire.
+@test "--max-queued-tasks: the submission past it is RESOURCE_EXHAUSTED, the connection stays, others are served" {
+	start_daemon --max-queued-tasks 1
+	"$WAITER" queue set default --parallel 1
+	# One runs, one waits in the queue, the third is one too many.
+	run "$WRAW" "$WAITER_SOCKET" hello read tasks:3 ping read
+	assert_success
+	assert_line 'reply id=200 ok task_submit'
+	assert_line 'reply id=201 ok task_submit'
+	assert_line 'reply id=202 error ERROR_CODE_RESOURCE_EXHAUSTED: 1 tasks are already waiting to run, the limit (--max-queued-tasks)'
+	assert_line 'reply id=2 ok pong'
+	# Its tasks had lifetime connection: cancelled when it closed, and the
+	# queue takes a submission again.
+	for _ in $(seq 500); do
+		[ "$(stat_value tasks)" = 0 ] && break
+		sleep 0.02
+	done
+	[ "$(stat_value tasks)" = 0 ]
+	run "$WAITER" run -- true
+	assert_success
+}
