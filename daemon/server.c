@@ -297,9 +297,11 @@ conn_untrack_partial(struct conn *c)
 		event_del(partial_ev);
 }
 
-/* After a read: note when an unfinished frame began, or that none is. */
+/* After a read: note when the unfinished frame left began, or that none
+ * is. served: frames before it were completed, so it began in this read
+ * (a client whose writes straddle frames always leaves one unfinished). */
 static void
-conn_track_partial(struct conn *c)
+conn_track_partial(struct conn *c, bool served)
 {
 	struct timeval second = { 1, 0 };
 
@@ -307,8 +309,11 @@ conn_track_partial(struct conn *c)
 		conn_untrack_partial(c);
 		return;
 	}
-	if (c->partial_since != 0)
+	if (c->partial_since != 0) {
+		if (served)
+			c->partial_since = clock_mono_us();
 		return;
+	}
 	if (LIST_EMPTY(&partial))
 		event_add(partial_ev, &second);
 	c->partial_since = clock_mono_us();
@@ -319,7 +324,7 @@ static void
 partial_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c, *next;
-	int64_t now = clock_mono_us();
+	int64_t now = clock_mono_us(), age;
 
 	(void)fd, (void)what, (void)arg;
 	for (c = LIST_FIRST(&partial); c != NULL; c = next) {
@@ -329,13 +334,13 @@ partial_sweep_cb(evutil_socket_t fd, short what, void *arg)
 			c->partial_since = now;
 			continue;
 		}
-		if (now - c->partial_since < (int64_t)cfg.frame_timeout_us)
+		age = now - c->partial_since;
+		if (age < (int64_t)cfg.frame_timeout_us)
 			continue;
 		conn_untrack_partial(c);
 		conn_reject(c, WAITER__V1__ERROR_CODE__ERROR_CODE_PROTOCOL_ERROR,
 		    arena_printf("a frame begun %llu ms ago is still not whole: "
-		    "closing (waiterd --frame-timeout)",
-		    (unsigned long long)(now - c->partial_since) / 1000));
+		    "closing (waiterd --frame-timeout)", (unsigned long long)age / 1000));
 	}
 	arena_reset();
 }
@@ -574,6 +579,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	int64_t begin = stats_lap_begin();
+	size_t buffered;
 	int n;
 
 	if (c->closing == CONN_FLUSH) {
@@ -601,8 +607,9 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
+	buffered = evbuffer_get_length(c->in);
 	conn_process(c);
-	conn_track_partial(c);
+	conn_track_partial(c, evbuffer_get_length(c->in) < buffered);
 	stats_lap_end(begin, "conn_read", c->id);
 }
 

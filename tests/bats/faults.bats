@@ -325,3 +325,27 @@ wait_fd_count() {
 	run "$WAITER" run -- true
 	assert_success
 }
+
+@test "--frame-timeout times the unfinished frame: a client whose writes always straddle frames is served; the reason gives the frame's age" {
+	start_daemon --frame-timeout 300ms
+	# For 2 s, every 20 ms, one Ping completed and the next begun: the
+	# daemon always holds part of a frame, but never one frame for long.
+	# (It timed the first partial frame and closed this client at 300 ms.)
+	run "$WRAW" "$WAITER_SOCKET" hello read straddle:2000
+	assert_success
+	assert_line --index 0 'reply id=1 ok hello'
+	assert_line --index 1 --regexp '^straddled ([0-9]+) pongs \1$'
+	[ "${#lines[@]}" -eq 2 ]
+	[ "$(stat_value bad_requests)" -eq 0 ]
+
+	# Half a frame and silence is closed once a sweep (each second) finds
+	# it over the limit; the reason said the daemon's uptime, not the age.
+	run "$WRAW" "$WAITER_SOCKET" hello read len:100 raw:0102 readall
+	assert_success
+	assert_line --index 2 closed
+	age=$(echo "${lines[1]}" | sed -n 's/.*a frame begun \([0-9]*\) ms ago is still not whole.*/\1/p')
+	[ "$age" -ge 300 ]
+	[ "$age" -le 5000 ]
+	run "$WAITER" ping
+	assert_output pong
+}

@@ -40,6 +40,12 @@
  *                    (blocks once the daemon stops reading); "flooded N"
  *   churn:N          N times: connect, Hello, Ping, read both replies,
  *                    close; then print "churned N ok K"
+ *   straddle:MS      for MS ms, every 20 ms, send the rest of one Ping
+ *                    and the first half of the next: the daemon never
+ *                    holds a whole frame's boundary at the end of a read,
+ *                    yet frames complete all the time. Read the pongs as
+ *                    they come; print "straddled N pongs K", or the error
+ *                    and "closed" if the daemon closes
  *
  * Printed lines: "reply id=N ok KIND", "reply id=N error CODE: message",
  * "event seq=N kind=K", "closed", "timeout".
@@ -318,6 +324,49 @@ flood(int fd, long n)
 	printf("flooded %ld\n", n);
 }
 
+/* Frames that always straddle our writes, with replies read meanwhile. */
+static void
+straddle(int fd, long ms)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Ping p = WAITER__V1__PING__INIT;
+	uint8_t frame[64];
+	char line[512];
+	size_t len, half;
+	long sent = 0, pongs = 0, end = mono_ms() + ms;
+	int r;
+
+	req.id = 2;
+	req.op_case = WAITER__V1__REQUEST__OP_PING;
+	req.ping = &p;
+	len = 4 + waiter__v1__request__get_packed_size(&req);
+	frame_put_header(frame, (uint32_t)(len - 4));
+	waiter__v1__request__pack(&req, frame + 4);
+	half = len / 2;
+	send_bytes(fd, frame, half);
+	while (mono_ms() < end) {
+		uint8_t buf[128];
+
+		memcpy(buf, frame + half, len - half);
+		memcpy(buf + len - half, frame, half);
+		send_bytes(fd, buf, len);
+		sent++;
+		while ((r = read_msg(fd, 20, line, sizeof line)) == 1 &&
+		    strstr(line, " ok pong") != NULL)
+			pongs++;
+		if (r == 0 || (r == 1 && strstr(line, " ok pong") == NULL)) {
+			printf("%s\nclosed\n", line);
+			return;
+		}
+	}
+	send_bytes(fd, frame + half, len - half);
+	sent++;
+	while (pongs < sent && read_msg(fd, 5000, line, sizeof line) == 1 &&
+	    strstr(line, " ok pong") != NULL)
+		pongs++;
+	printf("straddled %ld pongs %ld\n", sent, pongs);
+}
+
 /* A connection per request: connect, Hello, Ping, read both, close. */
 static void
 churn(const char *path, long n)
@@ -534,6 +583,8 @@ step(int *fd, const char *path, const char *s)
 		hold(path, strtol(arg, NULL, 10), 0);
 	} else if (strncmp(s, "flood:", 6) == 0) {
 		flood(*fd, strtol(arg, NULL, 10));
+	} else if (strncmp(s, "straddle:", 9) == 0) {
+		straddle(*fd, strtol(arg, NULL, 10));
 	} else if (strncmp(s, "churn:", 6) == 0) {
 		churn(path, strtol(arg, NULL, 10));
 	} else {
