@@ -136,8 +136,8 @@ wait_fd_count() {
 	start_daemon
 	# Lower the daemon's limit (only its own) to a few above what it holds:
 	# the next connections take the last descriptors, then accept fails
-	# with EMFILE. Descriptors are numbered from 0 without gaps up to the
-	# last one it opened, so the count is the next number too.
+	# with EMFILE. It numbers its descriptors from 0 without gaps, so 6 or
+	# more are left (more if it inherited some stray high one).
 	limit=$(($(fd_count) + 6))
 	prlimit --pid "$DAEMON_PID" --nofile="$limit:$limit"
 	"$WRAW" "$WAITER_SOCKET" try:40 >"$TESTDIR/try.out" 2>&1 &
