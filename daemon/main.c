@@ -405,6 +405,11 @@ main(int argc, char **argv)
 			log_warn("ready_pipe errno=%d", errno);
 		close(ready_fd);
 	}
+	/* Every task of a root daemon runs as root: fine when meant, so say so
+	 * unless the command line named who may connect. */
+	if (geteuid() == 0 && cfg.n_allow_uids == 0 && !cfg.have_allow_gid)
+		log_warn("running_as_root detail=\"its tasks run as root; name who may "
+		    "connect with --allow-uid or --allow-group\"");
 	log_info("started version=%s pid=%d max_clients=%u max_frame=%u",
 	    PACKAGE_VERSION, (int)getpid(), cfg.max_clients, cfg.max_frame);
 

@@ -299,9 +299,11 @@ conn_untrack_partial(struct conn *c)
 		event_del(partial_ev);
 }
 
-/* After a read: note when an unfinished frame began, or that none is. */
+/* After a read: note when the unfinished frame left began, or that none
+ * is. served: frames before it were completed, so it began in this read
+ * (a client whose writes straddle frames always leaves one unfinished). */
 static void
-conn_track_partial(struct conn *c)
+conn_track_partial(struct conn *c, bool served)
 {
 	struct timeval second = { 1, 0 };
 
@@ -309,8 +311,11 @@ conn_track_partial(struct conn *c)
 		conn_untrack_partial(c);
 		return;
 	}
-	if (c->partial_since != 0)
+	if (c->partial_since != 0) {
+		if (served)
+			c->partial_since = clock_mono_us();
 		return;
+	}
 	if (LIST_EMPTY(&partial))
 		event_add(partial_ev, &second);
 	c->partial_since = clock_mono_us();
@@ -321,7 +326,7 @@ static void
 partial_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c, *next;
-	int64_t now = clock_mono_us();
+	int64_t now = clock_mono_us(), age;
 
 	(void)fd, (void)what, (void)arg;
 	for (c = LIST_FIRST(&partial); c != NULL; c = next) {
@@ -331,13 +336,13 @@ partial_sweep_cb(evutil_socket_t fd, short what, void *arg)
 			c->partial_since = now;
 			continue;
 		}
-		if (now - c->partial_since < (int64_t)cfg.frame_timeout_us)
+		age = now - c->partial_since;
+		if (age < (int64_t)cfg.frame_timeout_us)
 			continue;
 		conn_untrack_partial(c);
 		conn_reject(c, WAITER__V1__ERROR_CODE__ERROR_CODE_PROTOCOL_ERROR,
 		    arena_printf("a frame begun %llu ms ago is still not whole: "
-		    "closing (waiterd --frame-timeout)",
-		    (unsigned long long)(now - c->partial_since) / 1000));
+		    "closing (waiterd --frame-timeout)", (unsigned long long)age / 1000));
 	}
 	arena_reset();
 }
@@ -577,6 +582,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	int64_t begin = stats_lap_begin();
+	size_t buffered;
 	int n;
 
 	if (c->closing == CONN_FLUSH) {
@@ -604,8 +610,9 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
+	buffered = evbuffer_get_length(c->in);
 	conn_process(c);
-	conn_track_partial(c);
+	conn_track_partial(c, evbuffer_get_length(c->in) < buffered);
 	stats_lap_end(begin, "conn_read", c->id);
 }
 
@@ -675,11 +682,34 @@ server_refuse(int fd, Waiter__V1__ErrorCode code, const char *msg)
 	stats.connections_refused++;
 }
 
+/* Is gid among the peer's supplementary groups? SO_PEERCRED carries only
+ * the primary one; SO_PEERGROUPS lists the rest, and says how much room
+ * they need (ERANGE) when they do not fit. */
+static bool
+server_peer_in_group(int fd, gid_t gid)
+{
+	bool found = false;
+#ifdef SO_PEERGROUPS
+	gid_t some[256], *groups = some;
+	socklen_t len = sizeof some;
+	int rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+
+	if (rc < 0 && errno == ERANGE && (groups = malloc(len)) != NULL)
+		rc = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+	for (size_t i = 0; rc == 0 && i < len / sizeof groups[0] && !found; i++)
+		found = groups[i] == gid;
+	if (groups != some)
+		free(groups);
+#else
+	(void)fd, (void)gid;
+#endif
+	return found;
+}
+
 static bool
 server_peer_allowed(int fd, struct ucred *cred)
 {
 	socklen_t len = sizeof *cred;
-	gid_t groups[256];
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
 		return false;
@@ -690,23 +720,14 @@ server_peer_allowed(int fd, struct ucred *cred)
 			return true;
 	if (!cfg.have_allow_gid)
 		return false;
-	if (cred->gid == cfg.allow_gid)
-		return true;
-#ifdef SO_PEERGROUPS
-	len = sizeof groups;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
-		for (size_t i = 0; i < len / sizeof groups[0]; i++)
-			if (groups[i] == cfg.allow_gid)
-				return true;
-	}
-#endif
-	return false;
+	return cred->gid == cfg.allow_gid || server_peer_in_group(fd, cfg.allow_gid);
 }
 
 void
 server_accept_fd(int fd)
 {
-	struct ucred cred;
+	/* What the refusal names if SO_PEERCRED itself fails. */
+	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	struct conn *c;
 
 	if (!server_peer_allowed(fd, &cred)) {
@@ -848,12 +869,20 @@ server_lock(const char **cause)
 	return 0;
 }
 
-/* Make sure the socket's directory exists and, if it is ours, is private. */
+/*
+ * Make sure the socket's directory exists and that no one else can swap
+ * the socket in it: whoever may rename or unlink it could put a socket of
+ * their own there and hear every client (tmux refuses such a directory
+ * too). A directory of ours that is private (as we create it) is opened
+ * just enough for allowed peers to reach the socket; a shared one (/tmp,
+ * a home) is never changed.
+ */
 static int
 server_prepare_dir(const char **cause)
 {
 	char *dir = strdup(cfg.socket_path), *slash = strrchr(dir, '/');
 	struct stat st;
+	mode_t perm;
 	int rc = 0;
 
 	if (slash == NULL || slash == dir) {
@@ -867,7 +896,16 @@ server_prepare_dir(const char **cause)
 	} else if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		*cause = arena_printf("%s is not a directory", dir);
 		rc = -1;
-	} else if (st.st_uid == geteuid() && (cfg.n_allow_uids > 0 || cfg.have_allow_gid)) {
+	} else if (st.st_uid != geteuid() && st.st_uid != 0) {
+		*cause = arena_printf("%s belongs to uid %u, who could replace the "
+		    "socket; refusing to put a socket in it", dir, (unsigned)st.st_uid);
+		rc = -1;
+	} else if ((st.st_mode & 022) != 0 && !(st.st_mode & S_ISVTX)) {
+		*cause = arena_printf("%s is writable by others; refusing to put a "
+		    "socket in it", dir);
+		rc = -1;
+	} else if (st.st_uid == geteuid() && (cfg.n_allow_uids > 0 || cfg.have_allow_gid) &&
+	    ((perm = st.st_mode & 07777) == 0700 || perm == 0710 || perm == 0711)) {
 		/* Let allowed peers reach the socket; the socket's own mode
 		 * and the credential check still decide who is served. */
 		mode_t mode = cfg.n_allow_uids > 0 ? 0711 : 0710;
@@ -876,11 +914,6 @@ server_prepare_dir(const char **cause)
 			log_warn("chown dir=%s errno=%d", dir, errno);
 		if (chmod(dir, mode) < 0)
 			log_warn("chmod dir=%s errno=%d", dir, errno);
-	} else if (st.st_uid == geteuid() && (st.st_mode & 022) != 0 &&
-	    !(st.st_mode & S_ISVTX)) {
-		*cause = arena_printf("%s is writable by others; refusing to put a "
-		    "socket in it", dir);
-		rc = -1;
 	}
 	free(dir);
 	return rc;

@@ -30,7 +30,22 @@
  *   close            close the connection now
  *   sleep:MS         pause
  *   hold:N           open N connections that each say Hello, print
- *                    "holding N", then sleep until killed
+ *                    "holding N", then sleep until killed; on SIGUSR1,
+ *                    ping on every one of them and print "pinged K of N"
+ *   try:N            like hold:N, but a connection may be refused: print
+ *                    the first refusal, then "served S refused R silent Q"
+ *                    (Q: no answer within 10 s in all), then hold the
+ *                    served ones
+ *   flood:N          say Hello, then send N Pings without ever reading
+ *                    (blocks once the daemon stops reading); "flooded N"
+ *   churn:N          N times: connect, Hello, Ping, read both replies,
+ *                    close; then print "churned N ok K"
+ *   straddle:MS      for MS ms, every 20 ms, send the rest of one Ping
+ *                    and the first half of the next: the daemon never
+ *                    holds a whole frame's boundary at the end of a read,
+ *                    yet frames complete all the time. Read the pongs as
+ *                    they come; print "straddled N pongs K", or the error
+ *                    and "closed" if the daemon closes
  *
  * Printed lines: "reply id=N ok KIND", "reply id=N error CODE: message",
  * "event seq=N kind=K", "closed", "timeout".
@@ -39,9 +54,11 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -110,10 +127,11 @@ send_hello(int fd, uint32_t version)
 	send_request(fd, &req);
 }
 
-/* Print one message; 1 a reply, 2 an event, 0 closed, -1 timeout. */
+/* Describe one message in line; 1 a reply, 2 an event, 0 closed, -1 timeout. */
 static int
-read_one(int fd, int timeout_ms)
+read_msg(int fd, int timeout_ms, char *line, size_t size)
 {
+	line[0] = '\0';
 	for (;;) {
 		uint32_t n;
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -126,10 +144,10 @@ read_one(int fd, int timeout_ms)
 			memmove(inbuf, inbuf + 4 + n, inlen - 4 - n);
 			inlen -= 4 + n;
 			if (m == NULL) {
-				printf("undecodable\n");
+				snprintf(line, size, "undecodable");
 			} else if (m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY &&
 			    m->reply->result_case == WAITER__V1__REPLY__RESULT_ERROR) {
-				printf("reply id=%llu error %s: %s\n",
+				snprintf(line, size, "reply id=%llu error %s: %s",
 				    (unsigned long long)m->reply->id,
 				    protobuf_c_enum_descriptor_get_value(
 				    &waiter__v1__error_code__descriptor,
@@ -139,17 +157,16 @@ read_one(int fd, int timeout_ms)
 				    protobuf_c_message_descriptor_get_field(
 				    &waiter__v1__reply__descriptor, m->reply->result_case);
 
-				printf("reply id=%llu ok %s\n", (unsigned long long)m->reply->id,
-				    f ? f->name : "?");
+				snprintf(line, size, "reply id=%llu ok %s",
+				    (unsigned long long)m->reply->id, f ? f->name : "?");
 			} else {
-				printf("event seq=%llu kind=%s\n",
+				snprintf(line, size, "event seq=%llu kind=%s",
 				    (unsigned long long)m->event->seq,
 				    protobuf_c_enum_descriptor_get_value(
 				    &waiter__v1__event_kind__descriptor, m->event->kind)->name);
 			}
 			r = m != NULL && m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_EVENT ? 2 : 1;
 			waiter__v1__server_message__free_unpacked(m, NULL);
-			fflush(stdout);
 			return (int)r;
 		}
 		if (poll(&pfd, 1, timeout_ms) == 0)
@@ -161,31 +178,214 @@ read_one(int fd, int timeout_ms)
 	}
 }
 
-static void
-hold(const char *path, long n)
+/* Print one message; 1 a reply, 2 an event, 0 closed, -1 timeout. */
+static int
+read_one(int fd, int timeout_ms)
 {
+	char line[1024];
+	int r = read_msg(fd, timeout_ms, line, sizeof line);
+
+	if (r > 0) {
+		printf("%s\n", line);
+		fflush(stdout);
+	}
+	return r;
+}
+
+static volatile sig_atomic_t usr1;
+
+static void
+on_usr1(int sig)
+{
+	(void)sig;
+	usr1 = 1;
+}
+
+static void
+send_ping(int fd)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Ping p = WAITER__V1__PING__INIT;
+
+	req.id = 2;
+	req.op_case = WAITER__V1__REQUEST__OP_PING;
+	req.ping = &p;
+	send_request(fd, &req);
+}
+
+/* One message of a connection that shares inbuf with no other. */
+static int
+read_quiet(int fd, int timeout_ms, char *line, size_t size)
+{
+	inlen = 0;
+	return read_msg(fd, timeout_ms, line, size);
+}
+
+static long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Open n connections, each saying Hello. strict: every one must be served.
+ * Then hold the served ones until killed, pinging on each at SIGUSR1.
+ */
+static void
+hold(const char *path, long n, int strict)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct rlimit rl;
 	int *fds = calloc((size_t)n, sizeof *fds);
+	long served = 0, refused = 0, silent = 0, start = mono_ms();
+	char line[512];
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	signal(SIGUSR1, on_usr1);
+	strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
 	for (long i = 0; i < n; i++) {
-		fds[i] = dial(path);
+		if (strict) {
+			fds[i] = dial(path);
+		} else if ((fds[i] = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
+		    connect(fds[i], (struct sockaddr *)&sa, sizeof sa) < 0) {
+			printf("connect failed: %s\n", strerror(errno));
+			exit(3);
+		}
 		send_hello(fds[i], WAITER_PROTOCOL_VERSION);
 	}
 	for (long i = 0; i < n; i++) {
-		inlen = 0;
-		if (read_one(fds[i], 30000) != 1) {
+		/* 30 s each when strict; 10 s for all of them otherwise. */
+		long left = strict ? 30000 : 10000 - (mono_ms() - start);
+		int r = read_quiet(fds[i], left > 0 ? (int)left : 0, line, sizeof line);
+
+		if (r == 1 && strstr(line, " ok hello") != NULL) {
+			fds[served++] = fds[i];
+			continue;
+		}
+		if (strict) {
 			printf("connection %ld got no hello reply\n", i);
 			exit(1);
 		}
+		if (r == 1 && refused++ == 0)
+			printf("%s\n", line);
+		silent += r != 1;
+		close(fds[i]);
 	}
-	printf("holding %ld\n", n);
+	if (strict)
+		printf("holding %ld\n", n);
+	else
+		printf("served %ld refused %ld silent %ld\n", served, refused, silent);
 	fflush(stdout);
-	for (;;)
-		pause();
+	for (;;) {
+		long pongs = 0;
+
+		while (!usr1)
+			pause();
+		usr1 = 0;
+		for (long i = 0; i < served; i++)
+			send_ping(fds[i]);
+		for (long i = 0; i < served; i++)
+			if (read_quiet(fds[i], 10000, line, sizeof line) == 1 &&
+			    strstr(line, " ok pong") != NULL)
+				pongs++;
+		printf("pinged %ld of %ld\n", pongs, served);
+		fflush(stdout);
+	}
+}
+
+/* Requests, never reading the replies: the daemon must stop reading us. */
+static void
+flood(int fd, long n)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Ping p = WAITER__V1__PING__INIT;
+	uint8_t frames[64 * 64];
+	size_t len, batch = 0;
+
+	req.id = 2;
+	req.op_case = WAITER__V1__REQUEST__OP_PING;
+	req.ping = &p;
+	len = 4 + waiter__v1__request__get_packed_size(&req);
+	frame_put_header(frames, (uint32_t)(len - 4));
+	waiter__v1__request__pack(&req, frames + 4);
+	while ((batch + 2) * len <= sizeof frames)
+		memcpy(frames + ++batch * len, frames, len);
+	batch++;
+	send_hello(fd, WAITER_PROTOCOL_VERSION);
+	for (long sent = 0; sent < n; sent += (long)batch)
+		send_bytes(fd, frames, len * ((long)batch < n - sent ? batch :
+		    (size_t)(n - sent)));
+	printf("flooded %ld\n", n);
+}
+
+/* Frames that always straddle our writes, with replies read meanwhile. */
+static void
+straddle(int fd, long ms)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__Ping p = WAITER__V1__PING__INIT;
+	uint8_t frame[64];
+	char line[512];
+	size_t len, half;
+	long sent = 0, pongs = 0, end = mono_ms() + ms;
+	int r;
+
+	req.id = 2;
+	req.op_case = WAITER__V1__REQUEST__OP_PING;
+	req.ping = &p;
+	len = 4 + waiter__v1__request__get_packed_size(&req);
+	frame_put_header(frame, (uint32_t)(len - 4));
+	waiter__v1__request__pack(&req, frame + 4);
+	half = len / 2;
+	send_bytes(fd, frame, half);
+	while (mono_ms() < end) {
+		uint8_t buf[128];
+
+		memcpy(buf, frame + half, len - half);
+		memcpy(buf + len - half, frame, half);
+		send_bytes(fd, buf, len);
+		sent++;
+		while ((r = read_msg(fd, 20, line, sizeof line)) == 1 &&
+		    strstr(line, " ok pong") != NULL)
+			pongs++;
+		if (r == 0 || (r == 1 && strstr(line, " ok pong") == NULL)) {
+			printf("%s\nclosed\n", line);
+			return;
+		}
+	}
+	send_bytes(fd, frame + half, len - half);
+	sent++;
+	while (pongs < sent && read_msg(fd, 5000, line, sizeof line) == 1 &&
+	    strstr(line, " ok pong") != NULL)
+		pongs++;
+	printf("straddled %ld pongs %ld\n", sent, pongs);
+}
+
+/* A connection per request: connect, Hello, Ping, read both, close. */
+static void
+churn(const char *path, long n)
+{
+	long ok = 0;
+	char line[512];
+
+	for (long i = 0; i < n; i++) {
+		int fd = dial(path);
+
+		send_hello(fd, WAITER_PROTOCOL_VERSION);
+		send_ping(fd);
+		if (read_quiet(fd, 5000, line, sizeof line) == 1 &&
+		    read_msg(fd, 5000, line, sizeof line) == 1 &&
+		    strstr(line, " ok pong") != NULL)
+			ok++;
+		close(fd);
+	}
+	printf("churned %ld ok %ld\n", n, ok);
 }
 
 static void
@@ -197,13 +397,7 @@ step(int *fd, const char *path, const char *s)
 	if (strncmp(s, "hello", 5) == 0) {
 		send_hello(*fd, arg ? (uint32_t)strtoul(arg, NULL, 10) : WAITER_PROTOCOL_VERSION);
 	} else if (strcmp(s, "ping") == 0) {
-		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
-		Waiter__V1__Ping p = WAITER__V1__PING__INIT;
-
-		req.id = 2;
-		req.op_case = WAITER__V1__REQUEST__OP_PING;
-		req.ping = &p;
-		send_request(*fd, &req);
+		send_ping(*fd);
 	} else if (strcmp(s, "subscribe") == 0 || strncmp(s, "subscribe:", 10) == 0) {
 		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
 		Waiter__V1__Subscribe sub = WAITER__V1__SUBSCRIBE__INIT;
@@ -384,7 +578,15 @@ step(int *fd, const char *path, const char *s)
 	} else if (strncmp(s, "sleep:", 6) == 0) {
 		usleep((useconds_t)strtoul(arg, NULL, 10) * 1000);
 	} else if (strncmp(s, "hold:", 5) == 0) {
-		hold(path, strtol(arg, NULL, 10));
+		hold(path, strtol(arg, NULL, 10), 1);
+	} else if (strncmp(s, "try:", 4) == 0) {
+		hold(path, strtol(arg, NULL, 10), 0);
+	} else if (strncmp(s, "flood:", 6) == 0) {
+		flood(*fd, strtol(arg, NULL, 10));
+	} else if (strncmp(s, "straddle:", 9) == 0) {
+		straddle(*fd, strtol(arg, NULL, 10));
+	} else if (strncmp(s, "churn:", 6) == 0) {
+		churn(path, strtol(arg, NULL, 10));
 	} else {
 		fprintf(stderr, "wraw: unknown step %s\n", s);
 		exit(2);
@@ -402,7 +604,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	srandom((unsigned)getpid());
-	fd = strncmp(argv[2], "hold:", 5) == 0 ? -1 : dial(argv[1]);
+	fd = strncmp(argv[2], "hold:", 5) == 0 || strncmp(argv[2], "try:", 4) == 0 ||
+	    strncmp(argv[2], "churn:", 6) == 0 ? -1 : dial(argv[1]);
 	for (int i = 2; i < argc; i++)
 		step(&fd, argv[1], argv[i]);
 	if (fd >= 0)
