@@ -844,7 +844,12 @@ server_lock(const char **cause)
 	return 0;
 }
 
-/* Make sure the socket's directory exists and, if it is ours, is private. */
+/*
+ * Make sure the socket's directory exists and, if it is ours, is private.
+ * One owned by another user (not root) is refused: its owner could rename
+ * our socket away and put its own in its place, and our clients would
+ * hand their commands and environment to it (tmux checks the same).
+ */
 static int
 server_prepare_dir(const char **cause)
 {
@@ -862,6 +867,10 @@ server_prepare_dir(const char **cause)
 		rc = -1;
 	} else if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		*cause = arena_printf("%s is not a directory", dir);
+		rc = -1;
+	} else if (st.st_uid != geteuid() && st.st_uid != 0) {
+		*cause = arena_printf("%s belongs to uid %u, who could replace the "
+		    "socket; refusing to put a socket in it", dir, (unsigned)st.st_uid);
 		rc = -1;
 	} else if (st.st_uid == geteuid() && (cfg.n_allow_uids > 0 || cfg.have_allow_gid)) {
 		/* Let allowed peers reach the socket; the socket's own mode
