@@ -193,6 +193,26 @@ as_nobody() {
 	assert_output pong
 }
 
+@test "a socket directory owned by another user is refused; root's and ours are used" {
+	# nobody owns the directory: it could rename our socket away and
+	# serve our clients a socket of its own
+	mkdir "$TESTDIR/theirs"
+	chown 65534:65534 "$TESTDIR/theirs"
+	run timeout 30 $WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/theirs/w.sock"
+	assert_failure 1
+	assert_output --partial "$TESTDIR/theirs belongs to uid 65534, who could replace the socket"
+	[ ! -e "$TESTDIR/theirs/w.sock" ]
+	[ ! -e "$TESTDIR/theirs/w.sock.lock" ]
+
+	# a directory of ours is used, and so is root's (/tmp, a shared volume)
+	chown 0:0 "$TESTDIR/theirs"
+	export WAITER_SOCKET="$TESTDIR/theirs/w.sock"
+	start_daemon
+	run "$WAITER" ping
+	assert_success
+	assert_output pong
+}
+
 @test "--max-clients 3 refuses a fourth client with a clear error" {
 	start_daemon --max-clients 3
 	refused=$(stat_value connections_refused)
