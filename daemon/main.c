@@ -29,6 +29,7 @@
 #include "waiter.h"
 #include "watch_endpoint.h"
 #include "watch_path.h"
+#include "watch_proc.h"
 #include "workers.h"
 
 struct config cfg = {
@@ -486,6 +487,7 @@ main(int argc, char **argv)
 	    sigterm_ev == NULL || sigint_ev == NULL ||
 	    event_add(sigterm_ev, NULL) < 0 || event_add(sigint_ev, NULL) < 0)
 		fatalx("cannot set up signals");
+	watch_proc_init();      /* logged before --daemonize returns */
 	if (ready_fd >= 0) {
 		if (write(ready_fd, "+", 1) < 0)
 			log_warn("ready_pipe errno=%d", errno);

@@ -265,7 +265,7 @@ wait_connections() {
 	run "$WRAW" "$WAITER_SOCKET" hello read sleep:1500 ping read
 	assert_success
 	assert_line --index 1 --regexp '^reply id=[0-9]+ ok pong$'
-	run "$WAITERD" --frame-timeout 0
+	run $WAITERD_WRAPPER "$WAITERD" --frame-timeout 0
 	assert_failure 2
 	assert_output --partial "--frame-timeout: must be longer than 0"
 	assert_still_serves

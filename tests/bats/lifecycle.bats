@@ -9,6 +9,7 @@ setup() {
 	# Every test here starts (and stops) daemons of its own.
 	unset WAITER_TEST_SOCKET
 	TESTDIR=$(mktemp -d "${BATS_TMPDIR:-/tmp}/waiter-test.XXXXXX")
+	export TESTDIR
 	export WAITER_SOCKET="$TESTDIR/w.sock"
 	DAEMON_PID=
 	FG_PID=
@@ -183,7 +184,7 @@ as_nobody() {
 
 	[ ! -e "$TESTDIR/sub" ]
 	DAEMON_LOG="$TESTDIR/sub.log"
-	"$WAITERD" -S "$TESTDIR/sub/w.sock" --daemonize --log-file "$DAEMON_LOG"
+	$WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/sub/w.sock" --daemonize --log-file "$DAEMON_LOG"
 	DAEMON_PID=$(head -n1 "$TESTDIR/sub/w.sock.lock")
 	[ -n "$DAEMON_PID" ]
 	[ "$(stat -c %a "$TESTDIR/sub")" = 700 ]
@@ -223,6 +224,14 @@ as_nobody() {
 	export XDG_RUNTIME_DIR="$TESTDIR/xdg"
 	mkdir -m 700 "$XDG_RUNTIME_DIR"
 	sock="$XDG_RUNTIME_DIR/waiter/waiterd.sock"
+	# The CLI starts $WAITERD: under a wrapper (valgrind), a script that
+	# puts the wrapper before the real one.
+	if [ -n "$WAITERD_WRAPPER" ]; then
+		printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$WAITERD_WRAPPER" "$WAITERD" \
+			>"$TESTDIR/waiterd"
+		chmod +x "$TESTDIR/waiterd"
+		export WAITERD="$TESTDIR/waiterd"
+	fi
 	run "$WAITER" ping
 	# Remember the daemon first, so teardown stops it whatever happens next.
 	if [ -e "$sock.lock" ]; then
@@ -265,11 +274,11 @@ as_nobody() {
 }
 
 @test "waiterd --help and a bad flag" {
-	run "$WAITERD" --help
+	run $WAITERD_WRAPPER "$WAITERD" --help
 	assert_success
 	assert_output --partial "--max-clients"
 	assert_output --partial "usage: waiterd"
-	run "$WAITERD" --bogus
+	run $WAITERD_WRAPPER "$WAITERD" --bogus
 	assert_failure 2
 	assert_output --partial "waiterd --help"
 	[ ! -e "$WAITER_SOCKET" ]
