@@ -470,7 +470,6 @@ main(int argc, char **argv)
 	objects_init();
 	timers_init();
 	tasks_init();
-	workers_init();
 	watch_path_init();
 	if (server_listen(&cause) < 0) {
 		server_stop_listening();        /* let go of the lock we took */
@@ -478,6 +477,9 @@ main(int argc, char **argv)
 			log_warn("ready_pipe errno=%d", errno);
 		fatalx("cannot serve %s: %s", cfg.socket_path, cause);
 	}
+	/* Threads only once we serve: a daemon refused at start (another owns
+	 * the socket) exits at once and leaves no thread unjoined. */
+	workers_init();
 	shutdown_ev = event_new(ev_base, -1, 0, shutdown_cb, NULL);
 	finish_ev = event_new(ev_base, -1, 0, finish_cb, NULL);
 	tasks_grace_ev = evtimer_new(ev_base, finish_cb, NULL);

@@ -34,7 +34,7 @@ start_foreground() {
 	$WAITERD_WRAPPER "$WAITERD" -S "$WAITER_SOCKET" "$@" \
 		>"$TESTDIR/fg.out" 2>"$TESTDIR/fg.log" &
 	FG_PID=$!
-	for _ in $(seq 1000); do
+	for _ in $(seq $((1000 * WAITER_TEST_SLOW))); do
 		"$WAITER" --no-autostart ping >/dev/null 2>&1 && return 0
 		kill -0 "$FG_PID" 2>/dev/null || break
 		sleep 0.02
@@ -208,7 +208,7 @@ as_nobody() {
 	wait_gone "$HOLD_PID"
 	HOLD_PID=
 	# The daemon notices the three closes asynchronously.
-	for _ in $(seq 250); do
+	for _ in $(seq $((250 * WAITER_TEST_SLOW))); do
 		"$WAITER" ping >/dev/null 2>&1 && break
 		sleep 0.02
 	done

@@ -304,7 +304,7 @@ teardown() { daemon_teardown; }
 	[ "$(echo "$output" | grep -c 'ok task_submit')" -eq 2 ]
 	assert_line --partial 'ERROR_CODE_RESOURCE_EXHAUSTED: this connection has 2 active objects'
 	# Its tasks had lifetime connection: they are killed when it goes.
-	for _ in $(seq 1 250); do
+	for _ in $(seq 1 $((250 * WAITER_TEST_SLOW))); do
 		[ "$(stat_value tasks)" = 0 ] && break
 		sleep 0.02
 	done
@@ -317,7 +317,7 @@ teardown() { daemon_teardown; }
 	# Submit and wait on one connection: a separate `wait` could come
 	# after the 200 ms.
 	id=$("$WAITER" submit --wait -- true)
-	for _ in $(seq 1 250); do
+	for _ in $(seq 1 $((250 * WAITER_TEST_SLOW))); do
 		[ "$(stat_value finished_objects)" = 0 ] && break
 		sleep 0.02
 	done
