@@ -151,7 +151,6 @@ daemon_setup(void)
 	objects_init();
 	timers_init();
 	tasks_init();
-	workers_init();
 	watch_path_init();
 	server_init();
 	shutdown_ev = event_new(ev_base, -1, 0, shutdown_cb, NULL);
@@ -159,6 +158,14 @@ daemon_setup(void)
 	tasks_grace_ev = evtimer_new(ev_base, finish_cb, NULL);
 	if (shutdown_ev == NULL || finish_ev == NULL || tasks_grace_ev == NULL)
 		fatalx("cannot set up the shutdown events");
+}
+
+/* Start the worker threads (daemon_setup starts none, so a daemon refused
+ * at start exits with no thread to join). */
+void
+daemon_start(void)
+{
+	workers_init();
 }
 
 /* The loop has ended: free everything daemon_setup made, and the base. */

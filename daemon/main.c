@@ -30,6 +30,7 @@
 #include "waiter.h"
 #include "watch_endpoint.h"
 #include "watch_path.h"
+#include "watch_proc.h"
 #include "workers.h"
 
 static struct event *sigterm_ev, *sigint_ev;
@@ -383,23 +384,29 @@ main(int argc, char **argv)
 	log_init(cfg.verbose);
 
 	daemon_setup();
-	/* Restore before serving: a client sees its objects or an error. */
-	if (state_open(&state_why) < 0) {
-		if (ready_fd >= 0 && write(ready_fd, state_why, strlen(state_why)) < 0)
-			log_warn("ready_pipe errno=%d", errno);
-		fatalx("%s", state_why);
-	}
 	if (server_listen(&cause) < 0) {
 		server_stop_listening();        /* let go of the lock we took */
 		if (ready_fd >= 0 && write(ready_fd, cause, strlen(cause)) < 0)
 			log_warn("ready_pipe errno=%d", errno);
 		fatalx("cannot serve %s: %s", cfg.socket_path, cause);
 	}
+	/* Restore before the loop serves anyone: a client sees its objects or
+	 * an error. Connections wait in the listen backlog meanwhile. */
+	if (state_open(&state_why) < 0) {
+		server_stop_listening();
+		if (ready_fd >= 0 && write(ready_fd, state_why, strlen(state_why)) < 0)
+			log_warn("ready_pipe errno=%d", errno);
+		fatalx("%s", state_why);
+	}
+	/* Threads only once we serve: a daemon refused at start (another owns
+	 * the socket) exits at once and leaves no thread unjoined. */
+	daemon_start();
 	sigterm_ev = evsignal_new(ev_base, SIGTERM, signal_cb, NULL);
 	sigint_ev = evsignal_new(ev_base, SIGINT, signal_cb, NULL);
 	if (sigterm_ev == NULL || sigint_ev == NULL ||
 	    event_add(sigterm_ev, NULL) < 0 || event_add(sigint_ev, NULL) < 0)
 		fatalx("cannot set up signals");
+	watch_proc_init();      /* logged before --daemonize returns */
 	if (ready_fd >= 0) {
 		if (write(ready_fd, "+", 1) < 0)
 			log_warn("ready_pipe errno=%d", errno);

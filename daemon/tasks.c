@@ -591,6 +591,31 @@ sigchld_cb(evutil_socket_t fd, short what, void *arg)
 	stats_lap_end(begin, "task_exit", 0);
 }
 
+/*
+ * A path given with a slash, checked here as exec would (relative to the
+ * task's cwd): not left to posix_spawn, whose report of a failed exec does
+ * not reach the parent everywhere (valgrind runs its vfork child as a
+ * fork), and the task would then fail as 127 with no reason.
+ */
+static char *
+task_resolve_path(struct task *t, int *err)
+{
+	const char *name = t->argv[0];
+	char buf[4096];
+	struct stat st;
+
+	if (name[0] != '/' && t->cwd != NULL &&
+	    snprintf(buf, sizeof buf, "%s/%s", t->cwd, name) < (int)sizeof buf)
+		name = buf;
+	if (stat(name, &st) < 0)
+		*err = errno;
+	else if (!S_ISREG(st.st_mode) || access(name, X_OK) < 0)
+		*err = EACCES;
+	else
+		return strdup(t->argv[0]);
+	return NULL;
+}
+
 /* argv[0] as execvp would find it, but on the task's PATH. */
 static char *
 task_resolve(struct task *t, int *err)
@@ -600,7 +625,7 @@ task_resolve(struct task *t, int *err)
 
 	*err = ENOENT;
 	if (strchr(name, '/') != NULL)
-		return strdup(name);
+		return task_resolve_path(t, err);
 	for (char **e = t->env; e != NULL && *e != NULL; e++)
 		if (strncmp(*e, "PATH=", 5) == 0)
 			path = *e + 5;

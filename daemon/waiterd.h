@@ -97,6 +97,7 @@ bool daemon_shutdown(const char *why);
  * yet); after the loop, free all of it. main.c and the fuzz targets share
  * these, so a state can be set up and torn down more than once. */
 void daemon_setup(void);
+void daemon_start(void);
 void daemon_teardown(void);
 
 #endif

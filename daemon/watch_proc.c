@@ -128,6 +128,22 @@ watch_proc_check(const Waiter__V1__WatchPid *wp, Reply *rep)
 	return -1;
 }
 
+/* Say at start when pidfd_open is missing (Linux before 5.3, or valgrind,
+ * which does not know it): process watches will answer UNSUPPORTED and
+ * task exits come by SIGCHLD. Operators and tests read it in the log. */
+void
+watch_proc_init(void)
+{
+	int fd = pidfd_open(getpid(), 0);
+
+	if (fd >= 0) {
+		close(fd);
+		return;
+	}
+	log_warn("pidfd_unavailable errno=%d process_watches=unsupported "
+	    "task_exits=sigchld", errno);
+}
+
 /* pidfd_open failed with err: the error for the client. */
 static enum op_result
 watch_proc_open_error(int err, pid_t pid, Reply *rep)

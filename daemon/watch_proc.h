@@ -7,6 +7,8 @@
 
 #include "waiterd.h"
 
+/* Log once at start if this system (or valgrind) has no pidfd_open. */
+void watch_proc_init(void);
 op_fn watch_proc_op_create;
 
 #endif

@@ -30,7 +30,7 @@ assert_still_serves() {
 # daemon notices is handled asynchronously.
 wait_connections() {
 	local want=$1 n
-	for _ in $(seq 250); do
+	for _ in $(seq $((250 * WAITER_TEST_SLOW))); do
 		n=$(stat_value connections)
 		[ "$n" = "$want" ] && return 0
 		sleep 0.02
@@ -237,7 +237,7 @@ wait_connections() {
 	HOLD_PID=$!
 	wait_for_line "$TESTDIR/mid.out" '^reply id=1 ok hello$'
 	# Both partial writes are done once it sleeps.
-	for _ in $(seq 250); do
+	for _ in $(seq $((250 * WAITER_TEST_SLOW))); do
 		grep -q nanosleep "/proc/$HOLD_PID/wchan" 2>/dev/null && break
 		sleep 0.02
 	done
@@ -265,7 +265,7 @@ wait_connections() {
 	run "$WRAW" "$WAITER_SOCKET" hello read sleep:1500 ping read
 	assert_success
 	assert_line --index 1 --regexp '^reply id=[0-9]+ ok pong$'
-	run "$WAITERD" --frame-timeout 0
+	run $WAITERD_WRAPPER "$WAITERD" --frame-timeout 0
 	assert_failure 2
 	assert_output --partial "--frame-timeout: must be longer than 0"
 	assert_still_serves

@@ -9,6 +9,7 @@ setup() {
 	# Every test here starts (and stops) daemons of its own.
 	unset WAITER_TEST_SOCKET
 	TESTDIR=$(mktemp -d "${BATS_TMPDIR:-/tmp}/waiter-test.XXXXXX")
+	export TESTDIR
 	export WAITER_SOCKET="$TESTDIR/w.sock"
 	DAEMON_PID=
 	FG_PID=
@@ -33,7 +34,7 @@ start_foreground() {
 	$WAITERD_WRAPPER "$WAITERD" -S "$WAITER_SOCKET" "$@" \
 		>"$TESTDIR/fg.out" 2>"$TESTDIR/fg.log" &
 	FG_PID=$!
-	for _ in $(seq 1000); do
+	for _ in $(seq $((1000 * WAITER_TEST_SLOW))); do
 		"$WAITER" --no-autostart ping >/dev/null 2>&1 && return 0
 		kill -0 "$FG_PID" 2>/dev/null || break
 		sleep 0.02
@@ -183,7 +184,7 @@ as_nobody() {
 
 	[ ! -e "$TESTDIR/sub" ]
 	DAEMON_LOG="$TESTDIR/sub.log"
-	"$WAITERD" -S "$TESTDIR/sub/w.sock" --daemonize --log-file "$DAEMON_LOG"
+	$WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/sub/w.sock" --daemonize --log-file "$DAEMON_LOG"
 	DAEMON_PID=$(head -n1 "$TESTDIR/sub/w.sock.lock")
 	[ -n "$DAEMON_PID" ]
 	[ "$(stat -c %a "$TESTDIR/sub")" = 700 ]
@@ -227,7 +228,7 @@ as_nobody() {
 	wait_gone "$HOLD_PID"
 	HOLD_PID=
 	# The daemon notices the three closes asynchronously.
-	for _ in $(seq 250); do
+	for _ in $(seq $((250 * WAITER_TEST_SLOW))); do
 		"$WAITER" ping >/dev/null 2>&1 && break
 		sleep 0.02
 	done
@@ -243,6 +244,14 @@ as_nobody() {
 	export XDG_RUNTIME_DIR="$TESTDIR/xdg" XDG_STATE_HOME="$TESTDIR/xdgstate"
 	mkdir -m 700 "$XDG_RUNTIME_DIR"
 	sock="$XDG_RUNTIME_DIR/waiter/waiterd.sock"
+	# The CLI starts $WAITERD: under a wrapper (valgrind), a script that
+	# puts the wrapper before the real one.
+	if [ -n "$WAITERD_WRAPPER" ]; then
+		printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$WAITERD_WRAPPER" "$WAITERD" \
+			>"$TESTDIR/waiterd"
+		chmod +x "$TESTDIR/waiterd"
+		export WAITERD="$TESTDIR/waiterd"
+	fi
 	run "$WAITER" ping
 	# Remember the daemon first, so teardown stops it whatever happens next.
 	if [ -e "$sock.lock" ]; then
@@ -288,11 +297,11 @@ as_nobody() {
 }
 
 @test "waiterd --help and a bad flag" {
-	run "$WAITERD" --help
+	run $WAITERD_WRAPPER "$WAITERD" --help
 	assert_success
 	assert_output --partial "--max-clients"
 	assert_output --partial "usage: waiterd"
-	run "$WAITERD" --bogus
+	run $WAITERD_WRAPPER "$WAITERD" --bogus
 	assert_failure 2
 	assert_output --partial "waiterd --help"
 	[ ! -e "$WAITER_SOCKET" ]

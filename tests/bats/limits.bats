@@ -90,7 +90,7 @@ teardown() { daemon_teardown; }
 	"$WRAW" "$WAITER_SOCKET" hello read "waits:$id:5000" >"$TESTDIR/out" &
 	wraw=$!
 	# Fire it only once all 5,000 wait (an `after` could fire first).
-	for _ in $(seq 1 1500); do
+	for _ in $(seq 1 $((1500 * WAITER_TEST_SLOW))); do
 		[ "$(stat_value waits)" = 5000 ] && break
 		sleep 0.02
 	done

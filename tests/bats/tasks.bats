@@ -73,6 +73,30 @@ teardown() { daemon_teardown; }
 	assert_failure 126
 }
 
+@test "a relative program path is the task's cwd's; a bad one fails with a reason" {
+	mkdir "$TESTDIR/bin"
+	printf '#!/bin/sh\necho "ran in $PWD"\n' >"$TESTDIR/bin/prog"
+	chmod +x "$TESTDIR/bin/prog"
+	# The daemon's own cwd is / (--daemonize): the path is the task's.
+	run "$WAITER" run --cwd "$TESTDIR" -- bin/prog
+	assert_success
+	assert_output "ran in $TESTDIR"
+	cd "$TESTDIR/bin"
+	run "$WAITER" run -- ./prog
+	assert_success
+	assert_output "ran in $TESTDIR/bin"
+	run -127 "$WAITER" run --cwd "$TESTDIR" -- bin/nothing
+	assert_failure 127
+	assert_output --partial "cannot run bin/nothing: No such file or directory"
+	chmod -x "$TESTDIR/bin/prog"
+	run -126 "$WAITER" run -- ./prog
+	assert_failure 126
+	assert_output --partial "cannot run ./prog: Permission denied"
+	run -126 "$WAITER" run --cwd "$TESTDIR" -- ./bin
+	assert_failure 126
+	assert_output --partial "cannot run ./bin: Permission denied"
+}
+
 @test "a timeout kills the whole process group" {
 	run "$WAITER" run --timeout 500ms --shell "sleep 1000 & echo \$! >$TESTDIR/child; wait"
 	assert_failure 143
@@ -280,7 +304,7 @@ teardown() { daemon_teardown; }
 	[ "$(echo "$output" | grep -c 'ok task_submit')" -eq 2 ]
 	assert_line --partial 'ERROR_CODE_RESOURCE_EXHAUSTED: this connection has 2 active objects'
 	# Its tasks had lifetime connection: they are killed when it goes.
-	for _ in $(seq 1 250); do
+	for _ in $(seq 1 $((250 * WAITER_TEST_SLOW))); do
 		[ "$(stat_value tasks)" = 0 ] && break
 		sleep 0.02
 	done
@@ -293,7 +317,7 @@ teardown() { daemon_teardown; }
 	# Submit and wait on one connection: a separate `wait` could come
 	# after the 200 ms.
 	id=$("$WAITER" submit --wait -- true)
-	for _ in $(seq 1 250); do
+	for _ in $(seq 1 $((250 * WAITER_TEST_SLOW))); do
 		[ "$(stat_value finished_objects)" = 0 ] && break
 		sleep 0.02
 	done

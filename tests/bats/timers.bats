@@ -232,7 +232,7 @@ teardown() { daemon_teardown; }
 	run "$WAITER" ping
 	assert_output pong
 	# The daemon releases them a bounded number per lap; wait for the end.
-	for _ in $(seq 1 500); do
+	for _ in $(seq 1 $((500 * WAITER_TEST_SLOW))); do
 		[ "$(stat_value timers)" = 0 ] && break
 		sleep 0.02
 	done

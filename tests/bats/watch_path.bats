@@ -215,7 +215,7 @@ changes() {
 	"$WAITER" cancel "$b"
 	[ "$(stat_value kernel_watches)" = 2 ]
 	"$WAITER" cancel "$c"
-	for _ in $(seq 1 250); do
+	for _ in $(seq 1 $((250 * WAITER_TEST_SLOW))); do
 		[ "$(stat_value kernel_watches)" = 1 ] && break
 		sleep 0.02
 	done
@@ -225,7 +225,7 @@ changes() {
 	FOLLOWERS+=($!)
 	wait_for_line "$TESTDIR/a" "\"$D/still\""
 	"$WAITER" cancel "$a"
-	for _ in $(seq 1 250); do
+	for _ in $(seq 1 $((250 * WAITER_TEST_SLOW))); do
 		[ "$(stat_value kernel_watches)" = 0 ] && break
 		sleep 0.02
 	done

@@ -400,6 +400,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > INPUT_MAX)
 		size = INPUT_MAX;
 	daemon_setup();
+	daemon_start();
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
 		perror("fuzz_request: socketpair");
 		abort();
