@@ -34,12 +34,14 @@ teardown() { daemon_teardown; }
 }
 
 @test "timers fire in deadline order" {
-	# Deadlines from one base, so slow submissions cannot reorder them.
-	base=$(($(date +%s) + 2))
+	# Deadlines from one base, so slow submissions cannot reorder them; 5 s
+	# ahead, so four CLI calls on a loaded machine end before the first.
+	base=$(($(date +%s) + 5))
 	a=$("$WAITER" at "@$base.3")
 	b=$("$WAITER" at "@$base.1")
 	c=$("$WAITER" at "@$base.2")
 	d=$("$WAITER" at "@$base")
+	[ "$(date +%s)" -lt "$base" ]
 	run "$WAITER" wait "$a" "$b" "$c" "$d"
 	assert_success
 	run "$WAITER" --json events --since 0 --kind timer_fired
