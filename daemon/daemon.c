@@ -104,7 +104,6 @@ shutdown_cb(evutil_socket_t fd, short what, void *arg)
 	    (unsigned long long)stats.objects, (unsigned long long)tasks_running());
 	daemon_stopping = true;
 	server_stop_listening();
-	state_freeze();          /* what shutdown cancels comes back at the next start */
 	objects_cancel_all();
 	if (tasks_running() == 0) {
 		finish_cb(-1, 0, NULL);

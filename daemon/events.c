@@ -35,6 +35,7 @@ static uint64_t last_seq;
 static uint64_t floor_seq = 1;
 static size_t ring_bytes;
 static struct store_counter seq_counter = { .key = STATE_META_NEXT_SEQ };
+static bool seq_unsafe_logged;
 static LIST_HEAD(, conn) subscribers = LIST_HEAD_INITIALIZER(subscribers);
 
 void
@@ -172,6 +173,12 @@ events_store(Event *ev, uint64_t owner)
 	struct ring_entry *e;
 
 	store_counter_use(&seq_counter, last_seq + 1);
+	if (!store_counter_safe(&seq_counter, last_seq + 1) && !seq_unsafe_logged) {
+		/* Events cannot wait for the disk: say it, once. */
+		log_warn("seq_not_durable seq=%llu: the state file cannot be written; "
+		    "after a crash now, seqs could repeat", (unsigned long long)last_seq + 1);
+		seq_unsafe_logged = true;
+	}
 	ev->seq = ++last_seq;
 	ev->time_us = clock_wall_us();
 	e = &ring[ev->seq % ring_cap];

@@ -104,6 +104,24 @@ usage_error(const char *fmt, const char *arg)
 	exit(2);
 }
 
+/* --state-dir, made absolute: --daemonize changes to / before the state
+ * is opened. */
+static const char *
+absolute_state_dir(const char *dir)
+{
+	static char buf[PATH_MAX];
+	char cwd[PATH_MAX];
+
+	if (dir[0] == '\0')
+		usage_error("--state-dir: %s", "an empty path");
+	if (dir[0] == '/')
+		return dir;
+	if (getcwd(cwd, sizeof cwd) == NULL ||
+	    (size_t)snprintf(buf, sizeof buf, "%s/%s", cwd, dir) >= sizeof buf)
+		usage_error("--state-dir: cannot make %s absolute", dir);
+	return buf;
+}
+
 static uint64_t
 parse_count(const char *s, const char *what, uint64_t min, uint64_t max)
 {
@@ -261,9 +279,7 @@ parse_args(int argc, char **argv)
 				usage_error("--frame-timeout: %s", "must be longer than 0");
 			break;
 		case OPT_STATE_DIR:
-			if (optarg[0] == '\0')
-				usage_error("--state-dir: %s", "an empty path");
-			cfg.state_dir = optarg;
+			cfg.state_dir = absolute_state_dir(optarg);
 			break;
 		case OPT_STATE_SYNC:
 			if (strcmp(optarg, "full") == 0)

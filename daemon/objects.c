@@ -29,6 +29,7 @@ struct ack {
 	uint64_t req_id, obj_id;
 	bool existed;
 	bool cancel;            /* a Cancel's reply, not a create's */
+	bool withdrawn;         /* not written: cancelled, waiting for that */
 	Waiter__V1__ObjectKind kind;
 	Waiter__V1__Reply__ResultCase result;
 	LIST_ENTRY(ack) conn_link;
@@ -170,6 +171,14 @@ objects_check_create(struct conn *c, const char *name, Reply *rep)
 		    "(--max-objects-per-client)", c->objects);
 		return -1;
 	}
+	if (!store_counter_safe(&id_counter, next_id)) {
+		/* The disk has refused the ids' reservation for a while: an id
+		 * given now could be given again after a crash. */
+		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
+		    "the state file %s cannot be written (see the daemon's log): new ids "
+		    "would not survive a restart", store_path());
+		return -1;
+	}
 	if (stats.objects >= cfg.max_objects) {
 		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
 		    "the daemon has %llu active objects, the limit (--max-objects)",
@@ -227,6 +236,11 @@ void
 objects_restore(struct object *o, const struct object_ops *ops, uint64_t id,
     const char *name, int64_t created_us)
 {
+	if (objects_find_name(name) != NULL) {
+		log_warn("state_duplicate_name id=%llu name=%s: restored without it",
+		    (unsigned long long)id, name);
+		name = NULL;
+	}
 	objects_register(o, ops, NULL, name, WAITER__V1__LIFETIME__LIFETIME_DAEMON);
 	RB_REMOVE(object_ids, &by_id, o);
 	next_id--;
@@ -302,6 +316,16 @@ ack_cb(void *arg, bool ok)
 	struct object *o = objects_find(a->obj_id);
 	Reply rep = WAITER__V1__REPLY__INIT;
 
+	/* A create that could not be written is withdrawn, and refused only
+	 * once the withdrawal is durable too: a crash must not bring back
+	 * what the client was told does not exist. */
+	if (!ok && !a->cancel && !a->existed && !a->withdrawn && !daemon_stopping &&
+	    o != NULL && o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE) {
+		objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_UNSPECIFIED);
+		a->withdrawn = true;
+		store_after(ack_cb, a);
+		return;
+	}
 	if (c == NULL) {        /* its connection closed meanwhile */
 		free(a);
 		return;
@@ -319,9 +343,9 @@ ack_cb(void *arg, bool ok)
 		    "object %llu is cancelled, but the state file %s could not be written "
 		    "yet (see the daemon's log): if the daemon restarts before it is, the "
 		    "object comes back", (unsigned long long)a->obj_id, store_path());
-	} else if (ok && o != NULL) {
+	} else if (ok && !a->withdrawn && o != NULL) {
 		objects_reply_created(o, a->existed, &rep, a->result);
-	} else if (ok) {
+	} else if (ok && !a->withdrawn) {
 		/* It ended and was forgotten before its record was written:
 		 * it was created all the same. */
 		Waiter__V1__CreateReply *r = arena_alloc(sizeof *r);
@@ -331,20 +355,15 @@ ack_cb(void *arg, bool ok)
 		waiter__v1__object_info__init(info);
 		info->id = a->obj_id;
 		info->kind = a->kind;
-		info->state = WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED;
 		r->object = info;
 		r->existed = a->existed;
 		rep.result_case = a->result;
 		rep.timer_create = r;
 	} else {
-		/* Withdraw it: nothing unacknowledged may come back later. */
-		if (o != NULL && !a->existed &&
-		    o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
-			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_UNSPECIFIED);
 		op_error(&rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
 		    "the state file %s could not be written (see the daemon's log): "
 		    "object %llu was %s", store_path(), (unsigned long long)a->obj_id,
-		    a->existed ? "not confirmed" : "not created");
+		    a->withdrawn ? "not created" : "not confirmed");
 	}
 	conn_send_reply(c, &rep);
 	server_conn_settled(c);

@@ -90,12 +90,6 @@ state_open(char **why)
 }
 
 void
-state_freeze(void)
-{
-	store_freeze();
-}
-
-void
 state_drain(void)
 {
 	store_drain(DRAIN_MS);

@@ -25,8 +25,6 @@ enum {
  * start the writer. 0, or -1 with *why (malloc'd) when the state cannot be
  * used (corrupt, newer, unwritable, in use). Without: nothing, 0. */
 int state_open(char **why);
-/* Shutdown began: keep the state as it is now (see store_freeze). */
-void state_freeze(void);
 /* Shutdown: answer the creates waiting for their records (bounded). */
 void state_drain(void);
 void state_close(void);

@@ -26,6 +26,9 @@
 /* PRAGMA application_id of a waiter state database: "WAIT". */
 #define STORE_APP_ID 0x57414954
 
+/* How long a statement waits for a lock another connection holds (only a
+ * tool reading the file can hold one: one daemon per directory). */
+#define BUSY_TIMEOUT_MS 5000
 /* Retries after a failed commit: 100 ms, doubling, at most 5 s. */
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
@@ -55,13 +58,13 @@ RB_HEAD(ops, op);
 RB_GENERATE_INTERNAL(ops, op, link, op_cmp, __attribute__((unused)) static)
 
 /* A store_after() callback, loop thread only. */
-struct waiter {
+struct store_waiter {
 	uint64_t ticket;
 	void (*fn)(void *, bool);
 	void *arg;
-	TAILQ_ENTRY(waiter) link;
+	TAILQ_ENTRY(store_waiter) link;
 };
-TAILQ_HEAD(waiters, waiter);
+TAILQ_HEAD(store_waiters, store_waiter);
 
 static sqlite3 *db;
 static char *db_path;
@@ -81,10 +84,9 @@ static uint64_t committed;      /* every ticket up to this is durable */
 static uint64_t failed;         /* a commit of every ticket up to this failed */
 static bool stopping;
 static struct store_stats counts;
-static bool frozen;             /* loop thread only */
 
 /* Loop thread only: */
-static struct waiters waiters = TAILQ_HEAD_INITIALIZER(waiters);
+static struct store_waiters waiters = TAILQ_HEAD_INITIALIZER(waiters);
 static int efd = -1;            /* the writer tells the loop it committed */
 static struct event *efd_ev;
 
@@ -182,10 +184,11 @@ check_existing(const char *path, char **why)
 	rc = sqlite3_prepare_v2(h, "PRAGMA quick_check", -1, &st, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW ||
+	if (rc != SQLITE_ROW || sqlite3_column_text(st, 0) == NULL ||
 	    strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0) {
-		const char *what = rc == SQLITE_ROW ?
-		    (const char *)sqlite3_column_text(st, 0) : sqlite3_errstr(rc);
+		const char *what = rc != SQLITE_ROW ? sqlite3_errstr(rc) :
+		    sqlite3_column_text(st, 0) != NULL ?
+		    (const char *)sqlite3_column_text(st, 0) : "no answer";
 
 		/* quick_check lists every problem under a heading; the
 		 * first problem will do. */
@@ -305,7 +308,7 @@ store_open(struct event_base *base, const char *dir, enum store_sync sync, char 
 		*why = sentence("cannot open the state file %s: %s", db_path, sqlite3_errstr(rc));
 		goto fail;
 	}
-	sqlite3_busy_timeout(db, 5000);
+	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
 	sql = sentence("PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
 	    "BEGIN IMMEDIATE; %s PRAGMA application_id=%d; PRAGMA user_version=%d; COMMIT;",
 	    sync == STORE_SYNC_FULL ? "FULL" : "NORMAL", schema, STORE_APP_ID, STORE_FORMAT);
@@ -323,10 +326,13 @@ store_open(struct event_base *base, const char *dir, enum store_sync sync, char 
 		    sqlite3_errmsg(db));
 		goto fail;
 	}
-	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (efd < 0 || (efd_ev = event_new(base, efd, EV_READ | EV_PERSIST,
-	    writer_done_cb, NULL)) == NULL || event_add(efd_ev, NULL) < 0) {
-		*why = sentence("cannot set up the state writer: %s", strerror(errno));
+	if ((efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		*why = sentence("cannot set up the state writer: eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	if ((efd_ev = event_new(base, efd, EV_READ | EV_PERSIST, writer_done_cb,
+	    NULL)) == NULL || event_add(efd_ev, NULL) < 0) {
+		*why = sentence("cannot set up the state writer's event");
 		goto fail;
 	}
 	/* A full disk or a file size limit must fail a write, not kill us. */
@@ -556,12 +562,6 @@ store_commit_now(char **why)
 	return 0;
 }
 
-void
-store_freeze(void)
-{
-	frozen = true;
-}
-
 uint64_t
 store_counter_start(struct store_counter *sc, uint64_t floor)
 {
@@ -570,15 +570,39 @@ store_counter_start(struct store_counter *sc, uint64_t floor)
 	if (first < floor)
 		first = floor;
 	sc->reserved = first + STORE_BLOCK;
+	/* The caller commits it (store_commit_now) before serving. */
+	sc->durable = sc->reserved;
 	store_meta_set(sc->key, sc->reserved);
 	return first;
+}
+
+struct extension {
+	struct store_counter *sc;
+	uint64_t end;
+};
+
+static void
+extension_cb(void *arg, bool ok)
+{
+	struct extension *x = arg;
+
+	if (ok && x->end > x->sc->durable)
+		x->sc->durable = x->end;
+	free(x);
 }
 
 void
 store_counter_extend(struct store_counter *sc)
 {
+	struct extension *x = malloc(sizeof *x);
+
+	if (x == NULL)
+		fatal("malloc");
 	sc->reserved += STORE_BLOCK;
 	store_meta_set(sc->key, sc->reserved);
+	x->sc = sc;
+	x->end = sc->reserved;
+	store_after(extension_cb, x);
 }
 
 void
@@ -601,7 +625,7 @@ hand_over(struct op *o)
 {
 	struct op *old;
 
-	if ((frozen && o->table != TABLE_META) || db == NULL) {
+	if (db == NULL) {
 		op_free(o);
 		return;
 	}
@@ -669,7 +693,7 @@ static void
 run_waiters(void)
 {
 	uint64_t c, f;
-	struct waiter *w;
+	struct store_waiter *w;
 
 	pthread_mutex_lock(&lock);
 	c = committed;
@@ -697,7 +721,7 @@ writer_done_cb(evutil_socket_t fd, short what, void *arg)
 void
 store_after(void (*fn)(void *, bool), void *arg)
 {
-	struct waiter *w = calloc(1, sizeof *w);
+	struct store_waiter *w = calloc(1, sizeof *w);
 
 	if (w == NULL)
 		fatal("calloc");
@@ -745,7 +769,7 @@ store_stats(struct store_stats *st)
 void
 store_close(void)
 {
-	struct waiter *w;
+	struct store_waiter *w;
 	struct op *o, *next;
 
 	if (writer_started) {
@@ -756,8 +780,13 @@ store_close(void)
 		pthread_join(writer, NULL);
 		writer_started = false;
 	}
+	/* Every callback runs once, so each frees what it holds: those the
+	 * final commit answered with ok, the rest not. */
+	if (db != NULL)
+		run_waiters();
 	while ((w = TAILQ_FIRST(&waiters)) != NULL) {
 		TAILQ_REMOVE(&waiters, w, link);
+		w->fn(w->arg, false);
 		free(w);
 	}
 	RB_FOREACH_SAFE(o, ops, &pending, next) {
@@ -768,7 +797,7 @@ store_close(void)
 		log_warn("store_close_unwritten path=%s records=%llu", db_path,
 		    (unsigned long long)n_pending);
 	n_pending = handed = committed = failed = 0;
-	stopping = frozen = false;
+	stopping = false;
 	memset(&counts, 0, sizeof counts);
 	if (efd_ev != NULL)
 		event_free(efd_ev);

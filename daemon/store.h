@@ -58,10 +58,6 @@ uint64_t store_meta_get(uint32_t key, uint64_t dflt);
 int store_commit_now(char **why);
 /* Start the writer thread; after this, no reading. */
 void store_start(void);
-/* Shutdown began: what is stored now is what the next start finds, so
- * later puts and deletes (the cancellations of shutdown) are dropped;
- * meta values still go (the counters' last values). */
-void store_freeze(void);
 
 /* Hand records over (loop thread). The latest one per key wins. */
 void store_put(uint64_t id, uint32_t kind, const void *rec, size_t len);
@@ -83,10 +79,18 @@ void store_after(void (*fn)(void *arg, bool ok), void *arg);
 struct store_counter {
 	uint32_t key;
 	uint64_t reserved;      /* values below this are this run's */
+	uint64_t durable;       /* and below this, committed as such */
 };
 /* At start-up: the first value to use, at least floor. */
 uint64_t store_counter_start(struct store_counter *, uint64_t floor);
 void store_counter_extend(struct store_counter *);
+/* Whether value is covered by a committed reservation (always true
+ * without a store): if not, a crash now could give it out again. */
+static inline bool
+store_counter_safe(const struct store_counter *sc, uint64_t value)
+{
+	return sc->reserved == 0 || value < sc->durable;
+}
 /* value is about to be used: reserve ahead when needed. */
 static inline void
 store_counter_use(struct store_counter *sc, uint64_t value)
@@ -108,7 +112,7 @@ struct store_stats {
 void store_stats(struct store_stats *st);
 
 /* Commit what is pending (one try), stop the writer and close. Callbacks
- * still waiting are dropped. */
+ * still waiting are called, with ok as that commit went. */
 void store_close(void);
 
 #endif

@@ -69,6 +69,10 @@ ended_status(const Waiter__V1__ObjectInfo *o, const Event *last)
 
 static int64_t mono_us(void);
 
+/* A daemon that goes away again this soon after a reconnect is waited for
+ * this long before the next try, and does not earn a fresh budget. */
+#define RECONNECT_PAUSE_US 100000
+
 int
 cli_wait_one(uint64_t id, uint64_t timeout_us)
 {
@@ -77,6 +81,7 @@ cli_wait_one(uint64_t id, uint64_t timeout_us)
 	ServerMessage *m;
 	struct waiter_error err;
 	int64_t deadline = timeout_us ? mono_us() + (int64_t)timeout_us : 0, give_up = 0;
+	int64_t connected_at = 0;       /* of the last reconnect */
 	uint64_t instance = waiter_instance(cli.w);
 	int rc;
 
@@ -84,6 +89,8 @@ cli_wait_one(uint64_t id, uint64_t timeout_us)
 	req.op_case = WAITER__V1__REQUEST__OP_WAIT;
 	req.wait = &wq;
 	for (;;) {
+		int64_t until;
+
 		if (deadline != 0) {
 			int64_t left = deadline - mono_us();
 
@@ -97,6 +104,14 @@ cli_wait_one(uint64_t id, uint64_t timeout_us)
 		if (err.code != WAITER_E_IO &&
 		    err.code != WAITER__V1__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN)
 			return cli_call_error(&err);
+		if (connected_at != 0 && mono_us() - connected_at < RECONNECT_PAUSE_US) {
+			/* It went away again at once: do not spin. */
+			struct timespec ts = { 0, RECONNECT_PAUSE_US * 1000 };
+
+			nanosleep(&ts, NULL);
+		} else if (connected_at != 0) {
+			give_up = 0;    /* it served a while: a fresh budget */
+		}
 		if (give_up == 0) {
 			uint64_t bound = cli_reconnect_us();
 
@@ -106,9 +121,15 @@ cli_wait_one(uint64_t id, uint64_t timeout_us)
 			fprintf(stderr, "waiter: %s; reconnecting to wait for %llu\n",
 			    err.message, (unsigned long long)id);
 		}
-		if (!cli_reconnect(give_up))
+		until = deadline != 0 && deadline < give_up ? deadline : give_up;
+		if (!cli_reconnect(until)) {
+			if (until == deadline)
+				return cli_fail(EXIT_TIMEOUT, "%llu did not complete within the "
+				    "timeout (no daemon answered meanwhile)", (unsigned long long)id);
 			return cli_fail(EXIT_UNREACHABLE, "no daemon came back to answer for %llu "
 			    "(WAITER_RECONNECT_TIMEOUT)", (unsigned long long)id);
+		}
+		connected_at = mono_us();
 		if (waiter_instance(cli.w) != instance)
 			return cli_fail(EXIT_ERROR, "the daemon restarted without its state "
 			    "(no --state-dir): %llu is gone", (unsigned long long)id);
