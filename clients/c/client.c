@@ -345,6 +345,18 @@ waiter_close(struct waiter *w)
 	free(w);
 }
 
+int
+waiter_peer_uid(const struct waiter *w, uid_t *uid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+
+	if (getsockopt(w->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -1;
+	*uid = cred.uid;
+	return 0;
+}
+
 uint64_t
 waiter_connection_id(const struct waiter *w)
 {

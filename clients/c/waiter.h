@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "waiter.pb-c.h"
 
@@ -51,6 +52,8 @@ const char *waiter_server_version(const struct waiter *w);
 /* HelloReply.instance: the same after a reconnect iff ids still mean the
  * same objects (a daemon with a state directory, or the same run). */
 uint64_t waiter_instance(const struct waiter *w);
+/* The uid the daemon runs as (SO_PEERCRED). 0, or -1 with errno set. */
+int waiter_peer_uid(const struct waiter *w, uid_t *uid);
 
 /*
  * Send req (its id is assigned here) and read until its Reply. Events that

@@ -251,6 +251,29 @@ cli_object_id(const struct cmd *c, const char *s)
 
 /* Connect (starting a daemon at the default socket when none answers and
  * that is allowed). 0, or -1 with err set. */
+/*
+ * At the default socket, talk only to a daemon of our own uid or root's:
+ * under /tmp another user could have made the directory first and serve a
+ * daemon of theirs there, which would get our commands and environment
+ * (tmux checks the same). A socket named with -S or $WAITER_SOCKET is the
+ * user's choice (a sidecar's daemon runs as another uid).
+ */
+static int
+check_default_daemon(const char *path, struct waiter_error *err)
+{
+	uid_t uid;
+
+	if (waiter_peer_uid(cli.w, &uid) == 0 && (uid == geteuid() || uid == 0))
+		return 0;
+	waiter_close(cli.w);
+	cli.w = NULL;
+	err->code = WAITER__V1__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED;
+	snprintf(err->message, sizeof err->message, "the daemon at %s runs as uid %u, "
+	    "not as you or root: not talking to it (name a socket with -S to trust it)",
+	    path, (unsigned)uid);
+	return -1;
+}
+
 static int
 cli_try_connect(struct waiter_error *err)
 {
@@ -264,14 +287,14 @@ cli_try_connect(struct waiter_error *err)
 		path = def;
 	}
 	if (waiter_connect(path, "waiter-cli", &cli.w, err) == 0)
-		return 0;
+		return explicit ? 0 : check_default_daemon(path, err);
 	if (err->code == WAITER_E_UNREACHABLE && !explicit && !cli.no_autostart) {
 		struct timespec pause = { 0, AUTOSTART_PAUSE_NS };
 
 		autostart(path);
 		for (int i = 0; i < AUTOSTART_TRIES; i++) {
 			if (waiter_connect(path, "waiter-cli", &cli.w, err) == 0)
-				return 0;
+				return check_default_daemon(path, err);
 			if (err->code != WAITER_E_UNREACHABLE)
 				break;
 			nanosleep(&pause, NULL);

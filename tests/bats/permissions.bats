@@ -184,3 +184,25 @@ socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$WAITER_SOCKET"
 	! grep -E 'AddressSanitizer|LeakSanitizer|runtime error|ERROR SUMMARY: [1-9]' \
 		"$TESTDIR/nobody/log" >&2
 }
+
+@test "at the default socket the CLI talks only to a daemon of its own uid or root" {
+	# Another user got the default socket's place first (as under /tmp) and
+	# serves a daemon there that would accept us.
+	unset WAITER_SOCKET
+	chmod 711 "$TESTDIR"
+	export XDG_RUNTIME_DIR="$TESTDIR/xdg"
+	mkdir -m 700 "$XDG_RUNTIME_DIR"
+	chown 65534:65534 "$XDG_RUNTIME_DIR"
+	sock="$XDG_RUNTIME_DIR/waiter/waiterd.sock"
+	# Not under valgrind: its log could not be written as nobody.
+	as_nobody "$WAITERD" -S "$sock" --allow-uid 0 --daemonize \
+		--log-file "$XDG_RUNTIME_DIR/nobody.log"
+	NOBODY_PID=$(head -n1 "$sock.lock")
+	run "$WAITER" ping
+	assert_failure 1
+	assert_output --partial "the daemon at $sock runs as uid 65534, not as you or root"
+	# Named explicitly, the same daemon is the user's choice and answers.
+	run "$WAITER" -S "$sock" ping
+	assert_success
+	assert_output pong
+}
