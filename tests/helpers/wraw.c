@@ -8,6 +8,7 @@
  *   hello[:VERSION]  send Hello (default: the current protocol version)
  *   hello-name:N     send Hello whose client name is N bytes: 64 'a',
  *                    then 'b' (so what the daemon keeps is plain to see)
+ *   hello-as:TEXT    send Hello whose client name is TEXT
  *   ping             send Ping
  *   op:FIELD         send a Request whose only op is unknown field FIELD
  *   raw:HEX          send these bytes
@@ -400,15 +401,16 @@ step(int *fd, const char *path, const char *s)
 	const char *arg = strchr(s, ':');
 
 	arg = arg ? arg + 1 : NULL;
-	if (strncmp(s, "hello-name:", 11) == 0) {
+	if (strncmp(s, "hello-name:", 11) == 0 || strncmp(s, "hello-as:", 9) == 0) {
 		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
 		Waiter__V1__Hello h = WAITER__V1__HELLO__INIT;
 		size_t n = strtoul(arg, NULL, 10);
-		char *name = malloc(n + 1);
+		char *name = s[6] == 'a' ? strdup(arg) : malloc(n + 1);
 
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; s[6] == 'n' && i < n; i++)
 			name[i] = i < 64 ? 'a' : 'b';
-		name[n] = '\0';
+		if (s[6] == 'n')
+			name[n] = '\0';
 		h.protocol_version = WAITER_PROTOCOL_VERSION;
 		h.client_name = name;
 		req.id = 1;
