@@ -62,6 +62,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,13 +405,13 @@ step(int *fd, const char *path, const char *s)
 	if (strncmp(s, "hello-name:", 11) == 0 || strncmp(s, "hello-as:", 9) == 0) {
 		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
 		Waiter__V1__Hello h = WAITER__V1__HELLO__INIT;
-		size_t n = strtoul(arg, NULL, 10);
-		char *name = s[6] == 'a' ? strdup(arg) : malloc(n + 1);
+		bool verbatim = strncmp(s, "hello-as:", 9) == 0;
+		size_t n = verbatim ? strlen(arg) : strtoul(arg, NULL, 10);
+		char *name = malloc(n + 1);
 
-		for (size_t i = 0; s[6] == 'n' && i < n; i++)
-			name[i] = i < 64 ? 'a' : 'b';
-		if (s[6] == 'n')
-			name[n] = '\0';
+		for (size_t i = 0; i < n; i++)
+			name[i] = verbatim ? arg[i] : i < 64 ? 'a' : 'b';
+		name[n] = '\0';
 		h.protocol_version = WAITER_PROTOCOL_VERSION;
 		h.client_name = name;
 		req.id = 1;
