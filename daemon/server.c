@@ -147,6 +147,13 @@ op_hello(struct conn *c, const Request *req, Reply *rep)
 	c->hello = true;
 	free(c->name);
 	c->name = strndup(h->client_name, 64);
+	if (c->name == NULL)
+		fatal("strndup");
+	/* Free text from the peer: one log line, nothing it could forge. */
+	for (char *p = c->name; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+			*p = '?';
+	log_debug("hello conn=%llu client=\"%s\"", (unsigned long long)c->id, c->name);
 	r = arena_alloc(sizeof *r);
 	waiter__v1__hello_reply__init(r);
 	r->protocol_version = WAITER_PROTOCOL_VERSION;

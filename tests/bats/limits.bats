@@ -105,3 +105,69 @@ teardown() { daemon_teardown; }
 	assert_failure 1
 	assert_output --partial "no object with id $id"
 }
+
+@test "the client name kept is its first 64 bytes, logged at hello, and cannot forge a log line" {
+	start_daemon -v
+	run "$WRAW" "$WAITER_SOCKET" hello-name:100 read
+	assert_line "reply id=1 ok hello"
+	a64=$(printf 'a%.0s' $(seq 1 64))
+	grep -qE "level=debug msg=hello conn=[0-9]+ client=\"$a64\"$" "$DAEMON_LOG"
+	run "$WRAW" "$WAITER_SOCKET" "hello-as:x\"y\\z"$'\n''time=forged' read
+	assert_line "reply id=1 ok hello"
+	grep -qE 'msg=hello conn=[0-9]+ client="x\?y\?z\?time=forged"$' "$DAEMON_LOG"
+	run grep -c '^time=forged' "$DAEMON_LOG"
+	assert_output 0
+}
+
+@test "--allow-uid is given at most 32 times" {
+	args=()
+	for i in $(seq 1 32); do args+=(--allow-uid "$((1000 + i))"); done
+	start_daemon "${args[@]}"
+	run "$WAITER" ping
+	assert_output pong
+	stop_daemon
+	run timeout 30 $WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/other.sock" "${args[@]}" --allow-uid 2000
+	assert_failure 2
+	assert_line --index 0 "waiterd: at most 32 --allow-uid options"
+	[ ! -e "$TESTDIR/other.sock" ]
+}
+
+@test "a closing connection that never reads is closed 5 s after its error, and others are served meanwhile" {
+	start_daemon -v
+	# 40 Lists of 1000 timers queue far more than the socket holds; the
+	# bad frame behind them closes the connection, which never reads.
+	"$WRAW" "$WAITER_SOCKET" hello read timers:1000 lists:40 len:0x7fffffff sleep:60000 \
+		>"$TESTDIR/wraw.out" &
+	wraw=$!
+	wait_for_line "$DAEMON_LOG" 'msg=close conn=[0-9]+ how=flush why="frame of 2147483647 bytes'
+	run "$WAITER" ping
+	assert_output pong
+	wait_for_line "$DAEMON_LOG" 'msg=close conn=[0-9]+ how=now why="flush timed out"' 15
+	kill "$wraw"
+	# The deadline is 5 s after the close began (log times, in ms; the
+	# loop's cached clock may be behind by the lap that queued the Lists).
+	ms() {
+		grep -E "$1" "$DAEMON_LOG" | head -n1 |
+			sed -E 's/^time=([^ ]*)Z .*/\1/' | xargs -I{} date -u -d {} +%s%3N
+	}
+	began=$(ms 'how=flush why="frame of')
+	ended=$(ms 'why="flush timed out"')
+	[ $((ended - began)) -ge 4000 ]
+	[ $((ended - began)) -lt $((5000 + 2000 * WAITER_TEST_SLOW)) ]
+	[ "$(stat_value connections)" = 1 ]
+}
+
+@test "a settled path event lists at most 1024 changes, and counts the rest in more" {
+	start_daemon
+	mkdir "$TESTDIR/d"
+	"$WAITER" --json watch path "$TESTDIR/d" --settle 2s --on created --follow \
+		>"$TESTDIR/out" 2>"$TESTDIR/out.err" &
+	follower=$!
+	wait_for_line "$TESTDIR/out" '"existed"'
+	(cd "$TESTDIR/d" && touch $(seq 1 1500))
+	wait_for_line "$TESTDIR/out" '"path_changed"' 30
+	kill "$follower"
+	[ "$(grep -c '"path_changed"' "$TESTDIR/out")" = 1 ]
+	[ "$(grep '"path_changed"' "$TESTDIR/out" | jq '.path_changed.changes | length')" = 1024 ]
+	[ "$(grep '"path_changed"' "$TESTDIR/out" | jq -r '.path_changed.more')" = 476 ]
+}

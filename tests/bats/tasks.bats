@@ -411,3 +411,91 @@ teardown() { daemon_teardown; }
 	assert_success
 	assert_output again
 }
+
+@test "stdin is at most 16 MiB: the CLI refuses more, and so does the daemon" {
+	# 16 MiB of stdin does not fit the default 1 MiB frame: raise it.
+	stop_daemon
+	start_daemon --max-frame 20971520
+	head -c 16777216 /dev/zero >"$TESTDIR/in"
+	run "$WAITER" run --stdin "$TESTDIR/in" -- wc -c
+	assert_success
+	assert_output 16777216
+	echo x >>"$TESTDIR/in"
+	run "$WAITER" submit --stdin "$TESTDIR/in" -- wc -c
+	assert_failure 2
+	assert_output --partial -- "--stdin: more than 16 MiB"
+	# A client that sends it anyway is refused, and served on.
+	run "$WRAW" "$WAITER_SOCKET" hello read stdin:16777217 read ping read
+	assert_success
+	assert_line --index 1 "reply id=400 error ERROR_CODE_INVALID_ARGUMENT: stdin is larger than 16 MiB"
+	assert_line --index 2 "reply id=2 ok pong"
+}
+
+@test "argv and env are at most 4096 entries each" {
+	run "$WAITER" submit -- /bin/true $(seq 1 4095)
+	assert_success
+	run "$WAITER" submit -- /bin/true $(seq 1 4096)
+	assert_failure 2
+	assert_output "waiter: too many arguments or environment entries (at most 4096)"
+	# The environment sent is the caller's: give it exactly N entries.
+	run env -i $(for i in $(seq 1 4096); do echo "V$i=1"; done) \
+		"$WAITER" -S "$WAITER_SOCKET" submit -- /bin/true
+	assert_success
+	run env -i $(for i in $(seq 1 4097); do echo "V$i=1"; done) \
+		"$WAITER" -S "$WAITER_SOCKET" submit -- /bin/true
+	assert_failure 2
+	assert_output "waiter: too many arguments or environment entries (at most 4096)"
+}
+
+@test "a task names at most 256 after dependencies" {
+	id=$("$WAITER" submit -- sleep 1000)
+	# The CLI takes at most 256 --after; a raw client sends 257.
+	run "$WRAW" "$WAITER_SOCKET" hello read "after:$id:256" read "after:$id:257" read
+	assert_success
+	assert_line --index 1 "reply id=401 ok task_submit"
+	assert_line --index 2 "reply id=401 error ERROR_CODE_INVALID_ARGUMENT: at most 256 after dependencies"
+	[ "$("$WAITER" --json tasks --state waiting | jq -s length)" = 1 ]
+}
+
+@test "at most 1024 queues; a queue name is at most 64 characters" {
+	# A fresh daemon has one queue, "default": 1023 more fit.
+	run "$WRAW" "$WAITER_SOCKET" hello read \
+		$(for i in $(seq 1 1024); do echo "queue-set:q$i:1 read"; done)
+	assert_success
+	[ "$(grep -c '^reply id=402 ok queue_set$' <<<"$output")" = 1023 ]
+	assert_line --index 1024 "reply id=402 error ERROR_CODE_RESOURCE_EXHAUSTED: there are 1024 queues, the limit"
+	[ "$("$WAITER" --json queues | jq -s length)" = 1024 ]
+	run "$WAITER" submit --queue new -- /bin/true
+	assert_failure 1
+	assert_output "waiter: there are 1024 queues, the limit"
+	# The existing ones still serve.
+	"$WAITER" queue set q1023 --parallel 2
+	run "$WAITER" submit --queue q1023 --wait -- /bin/true
+	assert_success
+	stop_daemon
+	start_daemon
+	q64=$(printf 'q%.0s' $(seq 1 64))
+	run "$WAITER" queue set "$q64" --parallel 1
+	assert_success
+	run "$WAITER" submit --queue "$q64" --wait -- /bin/true
+	assert_success
+	run "$WAITER" queue set "${q64}x" --parallel 1
+	assert_failure 2
+	assert_output "waiter: a queue name is 1 to 64 characters of letters, digits and ._:@/+-"
+	run "$WAITER" submit --queue "${q64}x" -- /bin/true
+	assert_failure 2
+	assert_output "waiter: a queue name is 1 to 64 characters of letters, digits and ._:@/+-"
+}
+
+@test "queue parallelism is 1 to 100000" {
+	run "$WAITER" queue set q --parallel 100000
+	assert_success
+	run "$WAITER" queue set q --parallel 100001
+	assert_failure 2
+	assert_output "waiter: parallel must be from 1 to 100000"
+	# The CLI refuses 0 itself; a raw client sends it.
+	run "$WRAW" "$WAITER_SOCKET" hello read queue-set:q:0 read queue-set:q:1 read
+	assert_line --index 1 "reply id=402 error ERROR_CODE_INVALID_ARGUMENT: parallel must be from 1 to 100000"
+	assert_line --index 2 "reply id=402 ok queue_set"
+	[ "$("$WAITER" --json queues | jq -r 'select(.name == "q") | .parallel')" = 1 ]
+}

@@ -246,3 +246,48 @@ wait_attempts() {
 	[ "$("$WAITER" watches | grep -c ' active ')" -eq 10 ]
 	# teardown stops the daemon with them active; sanitizers check the log.
 }
+
+@test "a round tries at most 16 of a name's addresses" {
+	# A name with 17 addresses, in a private /etc/hosts that only this
+	# test's daemon sees (a mount namespace; the machine's file is not
+	# touched).
+	stop_daemon
+	cp /etc/hosts "$TESTDIR/hosts"
+	for i in $(seq 1 17); do echo "127.0.0.$i many.waiter.test"; done >>"$TESTDIR/hosts"
+	in_ns() {
+		unshare --mount --propagation private \
+			sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$TESTDIR/hosts" "$@"
+	}
+	# getaddrinfo's order, as the daemon will get it.
+	mapfile -t addrs < <(in_ns "$PYTHON" -c 'import socket
+for a in socket.getaddrinfo("many.waiter.test", 1, socket.AF_UNSPEC, socket.SOCK_STREAM):
+    print(a[4][0])')
+	[ "${#addrs[@]}" = 17 ]
+	in_ns $WAITERD_WRAPPER "$WAITERD" -S "$WAITER_SOCKET" --daemonize --log-file "$DAEMON_LOG"
+	DAEMON_PID=$(head -n1 "$WAITER_SOCKET.lock")
+	# The 16th refuses until told; the 17th listens on the same port.
+	start_listener tcp4 "${addrs[15]}" "$TESTDIR/go"
+	"$PYTHON" -c 'import socket, sys
+s = socket.socket()
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+print("listening", flush=True)
+while True:
+    s.accept()[0].close()' "${addrs[16]}" "$LPORT" >"$TESTDIR/l17" &
+	LISTENER_PIDS+=("$!")
+	wait_for_line "$TESTDIR/l17" '^listening$'
+	id=$("$WAITER" watch tcp "many.waiter.test:$LPORT")
+	# Three rounds of 16 refusals, and the 17th, which serves, never tried.
+	wait_attempts "$id" 48
+	[ "$("$WAITER" --json show "$id" | jq -r .state)" = active ]
+	touch "$TESTDIR/go"
+	run "$WAITER" --json wait "$id"
+	assert_success
+	run "$WAITER" --json watch tcp "many.waiter.test:$LPORT" --follow
+	assert_success
+	ready=$(echo "$output" | grep '"endpoint_ready"')
+	[ "$(echo "$ready" | jq -r .endpoint_ready.address)" = "${addrs[15]}:$LPORT" ]
+	[ "$(echo "$ready" | jq -r .endpoint_ready.attempts)" = 16 ]
+	run grep -c many.waiter.test /etc/hosts
+	assert_output 0
+}

@@ -6,6 +6,9 @@
  *   wraw SOCKET STEP...
  *
  *   hello[:VERSION]  send Hello (default: the current protocol version)
+ *   hello-name:N     send Hello whose client name is N bytes: 64 'a',
+ *                    then 'b' (so what the daemon keeps is plain to see)
+ *   hello-as:TEXT    send Hello whose client name is TEXT
  *   ping             send Ping
  *   op:FIELD         send a Request whose only op is unknown field FIELD
  *   raw:HEX          send these bytes
@@ -23,6 +26,10 @@
  *   waits:ID:N       send N Waits for ID without a timeout; print the
  *                    replies until all N came (or 30 s of silence)
  *   wait:ID          send one Wait for ID (no timeout), read nothing
+ *   stdin:N          submit `true` with N bytes of stdin (id 400)
+ *   after:ID:N       submit `true` after task ID, named N times (id 401)
+ *   queue-set:Q:N    send QueueSet of queue Q to parallelism N (id 402)
+ *   lists:N          send N Lists of every object (ids 500...), read nothing
  *   shut             shut down our writing side (a half-close)
  *   split            send the following steps one byte per write
  *   read             read one message and print it (5 s timeout)
@@ -55,6 +62,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -394,7 +402,77 @@ step(int *fd, const char *path, const char *s)
 	const char *arg = strchr(s, ':');
 
 	arg = arg ? arg + 1 : NULL;
-	if (strncmp(s, "hello", 5) == 0) {
+	if (strncmp(s, "hello-name:", 11) == 0 || strncmp(s, "hello-as:", 9) == 0) {
+		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+		Waiter__V1__Hello h = WAITER__V1__HELLO__INIT;
+		bool verbatim = strncmp(s, "hello-as:", 9) == 0;
+		size_t n = verbatim ? strlen(arg) : strtoul(arg, NULL, 10);
+		char *name = malloc(n + 1);
+
+		for (size_t i = 0; i < n; i++)
+			name[i] = verbatim ? arg[i] : i < 64 ? 'a' : 'b';
+		name[n] = '\0';
+		h.protocol_version = WAITER_PROTOCOL_VERSION;
+		h.client_name = name;
+		req.id = 1;
+		req.op_case = WAITER__V1__REQUEST__OP_HELLO;
+		req.hello = &h;
+		send_request(*fd, &req);
+		free(name);
+	} else if (strncmp(s, "stdin:", 6) == 0 || strncmp(s, "after:", 6) == 0) {
+		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+		Waiter__V1__TaskSubmit ts = WAITER__V1__TASK_SUBMIT__INIT;
+		char *argv_[] = { "true" };
+
+		ts.n_argv = 1;
+		ts.argv = argv_;
+		if (s[0] == 's') {
+			ts.stdin.len = strtoul(arg, NULL, 10);
+			ts.stdin.data = calloc(1, ts.stdin.len + 1);
+			req.id = 400;
+		} else {
+			uint64_t id = strtoull(arg, NULL, 10);
+
+			ts.n_after = strtoul(strchr(arg, ':') ? strchr(arg, ':') + 1 : "1",
+			    NULL, 10);
+			ts.after = calloc(ts.n_after + 1, sizeof *ts.after);
+			for (size_t i = 0; i < ts.n_after; i++)
+				ts.after[i] = id;
+			req.id = 401;
+		}
+		req.op_case = WAITER__V1__REQUEST__OP_TASK_SUBMIT;
+		req.task_submit = &ts;
+		send_request(*fd, &req);
+		free(ts.stdin.data);
+		free(ts.after);
+	} else if (strncmp(s, "queue-set:", 10) == 0) {
+		Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+		Waiter__V1__QueueSet qs = WAITER__V1__QUEUE_SET__INIT;
+		char *q = strdup(arg);
+
+		if (strchr(q, ':') != NULL) {
+			qs.parallel = (uint32_t)strtoul(strchr(q, ':') + 1, NULL, 10);
+			*strchr(q, ':') = '\0';
+		}
+		qs.queue = q;
+		req.id = 402;
+		req.op_case = WAITER__V1__REQUEST__OP_QUEUE_SET;
+		req.queue_set = &qs;
+		send_request(*fd, &req);
+		free(q);
+	} else if (strncmp(s, "lists:", 6) == 0) {
+		long n = strtol(arg, NULL, 10);
+
+		for (long i = 0; i < n; i++) {
+			Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+			Waiter__V1__List l = WAITER__V1__LIST__INIT;
+
+			req.id = 500 + (uint64_t)i;
+			req.op_case = WAITER__V1__REQUEST__OP_LIST;
+			req.list = &l;
+			send_request(*fd, &req);
+		}
+	} else if (strncmp(s, "hello", 5) == 0) {
 		send_hello(*fd, arg ? (uint32_t)strtoul(arg, NULL, 10) : WAITER_PROTOCOL_VERSION);
 	} else if (strcmp(s, "ping") == 0) {
 		send_ping(*fd);
