@@ -70,6 +70,11 @@ usage_all(FILE *fp)
 	    "TIME: RFC 3339 (2026-11-26T10:00:00Z) or @UNIX_SECONDS.\n"
 	    "Creating commands print the new id alone on stdout.\n"
 	    "\n"
+	    "Environment: WAITER_SOCKET (the socket); WAITER_STATE_DIR (where a\n"
+	    "daemon this command starts keeps its state; default\n"
+	    "$XDG_STATE_HOME/waiter or ~/.local/state/waiter; empty: none);\n"
+	    "WAITER_RECONNECT_TIMEOUT (how long wait reconnects, default 30s).\n"
+	    "\n"
 	    "Exit status: 0 success; 1 error; 2 usage error; 69 daemon unreachable;\n"
 	    "124 wait --timeout expired; wait and run on a task: its exit code, or\n"
 	    "128+N if signal N ended it.\n");
