@@ -255,3 +255,32 @@ def test_close_interrupts_a_blocked_wait(w):
     w.close()
     th.join(5)
     assert not th.is_alive() and isinstance(got[0], waiter.ConnectionLost), got
+
+
+def test_default_socket_of_another_uid_is_refused(tmpdir_path, monkeypatch):
+    """At the default socket the client talks only to a daemon of its own
+    uid or root's; a socket named explicitly is trusted (as in the CLI)."""
+    import asyncio
+    import waiter.aio
+    from conftest import WAITERD
+    os.chmod(tmpdir_path, 0o711)
+    xdg = tmpdir_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    os.chown(xdg, 65534, 65534)
+    sock = xdg / "waiter" / "waiterd.sock"
+    subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                    str(WAITERD), "-S", str(sock), "--allow-uid", "0", "--daemonize",
+                    "--log-file", str(xdg / "nobody.log")], check=True, timeout=60)
+    pid = int((xdg / "waiter" / "waiterd.sock.lock").read_text().split()[0])
+    try:
+        monkeypatch.delenv("WAITER_SOCKET", raising=False)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+        with pytest.raises(errors.PermissionDenied, match="runs as uid 65534"):
+            waiter.Client()
+        with pytest.raises(errors.PermissionDenied, match="runs as uid 65534"):
+            asyncio.run(waiter.aio.connect().__aenter__())
+        with waiter.Client(str(sock)) as w:
+            w.ping()
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"))

@@ -3,6 +3,7 @@ conversions between protobuf messages and Python values, the event buffer
 and the rules of an event stream. Nothing here does I/O."""
 
 import os
+import socket
 import struct
 import types
 from collections import deque
@@ -14,7 +15,7 @@ from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from . import waiter_pb2 as pb
-from .errors import EventsLost, InvalidArgument, ProtocolError
+from .errors import EventsLost, InvalidArgument, PermissionDenied, ProtocolError
 
 PROTOCOL_VERSION = 1            # the Hello version this client speaks
 HEADER = struct.Struct(">I")    # 4-byte big-endian frame length
@@ -42,6 +43,24 @@ def socket_path(path: Optional[str] = None) -> str:
     if xdg.startswith("/"):
         return f"{xdg}/waiter/waiterd.sock"
     return f"/tmp/waiter-{os.geteuid()}/waiterd.sock"
+
+
+def is_default_path(path: Optional[str] = None) -> bool:
+    """Whether socket_path(path) is the per-user default, not a socket the
+    caller named (``path`` or ``$WAITER_SOCKET``)."""
+    return not path and not os.environ.get("WAITER_SOCKET")
+
+
+def check_default_peer(sock: "socket.socket", path: str) -> None:
+    """At the default socket, talk only to a daemon of our own uid or root's
+    (as the CLI does): under /tmp another user could have made the directory
+    first and serve a daemon there, which would get our commands and
+    environment. Raises PermissionDenied."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", creds)
+    if uid not in (os.geteuid(), 0):
+        raise PermissionDenied(f"the daemon at {path} runs as uid {uid}, not as you or "
+                               f"root: not talking to it (name a socket to trust it)")
 
 
 # ---------------------------------------------------------------- framing

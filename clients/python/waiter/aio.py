@@ -21,7 +21,8 @@ from . import _ops
 from . import waiter_pb2 as pb
 from ._codec import (Decoder, Event, EventBuffer, Handle, IdLike, Logs,
                      ObjectInfo, Record, Seconds, StreamState, TaskResult,
-                     encode, object_id, socket_path, subscribe_request, to_record)
+                     check_default_peer, encode, is_default_path, object_id,
+                     socket_path, subscribe_request, to_record)
 from .errors import (ConnectionLost, Error, EventsLost, PermissionDenied, Unreachable,
                      from_code)
 
@@ -164,6 +165,7 @@ class Client:
     def __init__(self, path: Optional[str] = None, *, client_name: str = "python-asyncio",
                  event_buffer: int = 65536) -> None:
         self.path = socket_path(path)
+        self._default_path = is_default_path(path)
         self.client_name = client_name
         self._event_limit = event_buffer
         self._writer: Optional[asyncio.StreamWriter] = None
@@ -191,6 +193,12 @@ class Client:
             raise PermissionDenied(f"cannot connect to {self.path}: {e.strerror}") from e
         except OSError as e:
             raise Unreachable(f"no waiterd at {self.path}: {e.strerror or e}") from e
+        if self._default_path:
+            try:
+                check_default_peer(writer.get_extra_info("socket"), self.path)
+            except Error:
+                writer.close()
+                raise
         self._reset()
         self._writer = writer
         self._reader_task = asyncio.ensure_future(self._read_loop(reader))

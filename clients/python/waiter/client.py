@@ -22,7 +22,8 @@ from . import _ops
 from . import waiter_pb2 as pb
 from ._codec import (Decoder, Event, EventBuffer, Handle, IdLike, Logs,
                      ObjectInfo, Record, Seconds, StreamState, TaskResult,
-                     encode, socket_path, subscribe_request, to_record)
+                     check_default_peer, encode, is_default_path, socket_path,
+                     subscribe_request, to_record)
 from .errors import (ConnectionLost, Error, EventsLost, PermissionDenied, Unreachable,
                      from_code)
 
@@ -207,6 +208,7 @@ class Client:
     def __init__(self, path: Optional[str] = None, *, client_name: str = CLIENT_NAME,
                  event_buffer: int = 65536) -> None:
         self.path = socket_path(path)
+        self._default_path = is_default_path(path)
         self.client_name = client_name
         self._event_limit = event_buffer
         self._cv = threading.Condition(threading.Lock())   # the state below
@@ -219,6 +221,12 @@ class Client:
 
     def _connect(self) -> None:
         sock = connect_socket(self.path)
+        if self._default_path:
+            try:
+                check_default_peer(sock, self.path)
+            except Error:
+                sock.close()
+                raise
         with self._cv:
             self._sock: Optional[_Sock] = _Sock(sock)
             self._decoder = Decoder()
