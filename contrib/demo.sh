@@ -11,8 +11,9 @@ mkdir -p build/demo
 (cd build/demo && "$root/configure" >/dev/null && make -j2 >/dev/null)
 export PATH="$root/build/demo:$PATH"
 
-# A private runtime directory, so the demo's daemon is its own.
+# A private runtime directory and state, so the demo's daemon is its own.
 export XDG_RUNTIME_DIR=$(mktemp -d)
+export WAITER_STATE_DIR="$XDG_RUNTIME_DIR/state"
 unset WAITER_SOCKET
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
@@ -58,6 +59,11 @@ with waiter.Client() as w:
 '
 say "waiter stats | grep -E 'loop_lag|events_'"
 waiter stats | grep -E 'loop_lag|events_'
+say 'waiter after 1h --name backup; waiter shutdown; waiter timers   # the next daemon finds it'
+waiter after 1h --name backup
+waiter shutdown
+waiter timers
+waiter cancel backup
 say waiter shutdown
 waiter shutdown
 rm -rf "$XDG_RUNTIME_DIR"
