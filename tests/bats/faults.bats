@@ -49,6 +49,16 @@ rss_kb() {
 	sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB$/\1/p' "/proc/$DAEMON_PID/status"
 }
 
+# How much the daemon's RSS may grow in these tests. Under valgrind RSS
+# counts memcheck's shadow memory and its freed-block queue too (a 20-30 MB
+# rise seen where the plain daemon rises by 0.1 MB), so the bound there is
+# looser; valgrind's own leak check at exit covers the daemon's memory.
+if [ "${WAITER_VALGRIND:-0}" = 1 ]; then
+	RSS_SLACK_KB=65536
+else
+	RSS_SLACK_KB=8192
+fi
+
 fd_count() {
 	ls "/proc/$DAEMON_PID/fd" | wc -l
 }
@@ -232,7 +242,7 @@ wait_fd_count() {
 	[ "$out" -lt $((65536 + 1024)) ]
 	rss1=$(rss_kb)
 	echo "rss: $rss0 kB -> $rss1 kB" >&2
-	[ $((rss1 - rss0)) -le 8192 ]
+	[ $((rss1 - rss0)) -le "$RSS_SLACK_KB" ]
 	# Not closed, only paused (doc/protocol.md 4, flow control).
 	[ "$(stat_value connections)" -eq 2 ]
 	! grep -q flooded "$TESTDIR/flood.out"
@@ -266,7 +276,7 @@ wait_fd_count() {
 	[ "$(stat_value retained_bytes)" -le 1048576 ]
 	rss1=$(rss_kb)
 	echo "rss: $rss0 kB -> $rss1 kB" >&2
-	[ $((rss1 - rss0)) -le 8192 ]
+	[ $((rss1 - rss0)) -le "$RSS_SLACK_KB" ]
 	# The rule for a slow subscriber is loss and a marker, not a close.
 	[ "$(stat_value subscribers)" = 1 ]
 	marker=$("$WAITER" after 0 --wait)
@@ -292,7 +302,7 @@ wait_fd_count() {
 	wait_connections 1
 	rss1=$(rss_kb)
 	echo "rss: $rss0 kB -> $rss1 kB" >&2
-	[ $((rss1 - rss0)) -le 8192 ]
+	[ $((rss1 - rss0)) -le "$RSS_SLACK_KB" ]
 	[ "$(stat_value connections_total)" -ge 20100 ]
 	run "$WAITER" ping
 	assert_output pong

@@ -13,6 +13,7 @@ setup() {
 	# Every test here starts (and stops) daemons of its own.
 	unset WAITER_TEST_SOCKET
 	TESTDIR=$(mktemp -d "${BATS_TMPDIR:-/tmp}/waiter-test.XXXXXX")
+	export TESTDIR         # valgrind's --log-file names it (WAITER_VALGRIND)
 	export WAITER_SOCKET="$TESTDIR/w.sock"
 	DAEMON_PID=
 	NOBODY_PID=
@@ -172,8 +173,9 @@ socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$WAITER_SOCKET"
 	chmod 711 "$TESTDIR"
 	mkdir -m 700 "$TESTDIR/nobody"
 	chown 65534 "$TESTDIR/nobody"
-	as_nobody $WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/nobody/w.sock" --daemonize \
-		--log-file "$TESTDIR/nobody/log"
+	# Under valgrind, its log goes where nobody may write.
+	TESTDIR="$TESTDIR/nobody" as_nobody $WAITERD_WRAPPER "$WAITERD" \
+		-S "$TESTDIR/nobody/w.sock" --daemonize --log-file "$TESTDIR/nobody/log"
 	NOBODY_PID=$(head -n1 "$TESTDIR/nobody/w.sock.lock")
 	[ -n "$NOBODY_PID" ]
 	grep -q 'msg=started' "$TESTDIR/nobody/log"
