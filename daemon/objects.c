@@ -30,6 +30,7 @@ struct ack {
 	bool existed;
 	bool cancel;            /* a Cancel's reply, not a create's */
 	bool withdrawn;         /* not written: cancelled, waiting for that */
+	void (*then)(struct object *);  /* once durable, after the reply */
 	Waiter__V1__ObjectKind kind;
 	Waiter__V1__Reply__ResultCase result;
 	LIST_ENTRY(ack) conn_link;
@@ -60,13 +61,14 @@ static uint64_t next_id = 1;
 static struct store_counter id_counter = { .key = STATE_META_NEXT_ID };
 static struct object_ids by_id = RB_INITIALIZER(&by_id);
 static void *by_name;   /* tsearch: only named objects pay for it */
-static TAILQ_HEAD(, object) finished = TAILQ_HEAD_INITIALIZER(finished);
+static TAILQ_HEAD(objlist, object) finished = TAILQ_HEAD_INITIALIZER(finished);
 /* Waits of finished objects, answered ANSWERS_PER_EVENT a lap. */
 static struct waitq answering = TAILQ_HEAD_INITIALIZER(answering);
 static struct event *answer_ev, *expire_ev;
 
 static void objects_answer_cb(evutil_socket_t, short, void *);
 static void objects_expire_cb(evutil_socket_t, short, void *);
+static void objects_evict(void);
 
 static int
 cmp_name(const void *a, const void *b)
@@ -232,10 +234,29 @@ objects_register(struct object *o, const struct object_ops *ops,
 	stats.active[ops->kind]++;
 }
 
+/* Put o on the finished list in order of ending (restored objects come in
+ * id order; the list is mostly in order already, so look from its tail). */
+static void
+finished_insert(struct object *o)
+{
+	struct object *p;
+
+	TAILQ_FOREACH_REVERSE(p, &finished, objlist, owner_link)
+		if (p->finished_mono_us <= o->finished_mono_us)
+			break;
+	if (p == NULL)
+		TAILQ_INSERT_HEAD(&finished, o, owner_link);
+	else
+		TAILQ_INSERT_AFTER(&finished, p, o, owner_link);
+	stats.finished_objects++;
+}
+
 void
 objects_restore(struct object *o, const struct object_ops *ops, uint64_t id,
-    const char *name, int64_t created_us)
+    const Waiter__State__V1__StoredObject *so)
 {
+	const char *name = so->name;
+
 	if (objects_find_name(name) != NULL) {
 		log_warn("state_duplicate_name id=%llu name=%s: restored without it",
 		    (unsigned long long)id, name);
@@ -245,12 +266,30 @@ objects_restore(struct object *o, const struct object_ops *ops, uint64_t id,
 	RB_REMOVE(object_ids, &by_id, o);
 	next_id--;
 	o->id = id;
-	o->created_us = created_us;
+	o->created_us = so->created_us;
 	o->durable = true;
 	if (RB_INSERT(object_ids, &by_id, o) != NULL)
 		fatalx("the state file holds object %llu twice", (unsigned long long)id);
 	if (id >= next_id)
 		next_id = id + 1;
+	if (so->state != 0 && so->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE) {
+		/* It had ended: kept as finished, for as long as it would
+		 * have been had the daemon run on (--keep-finished-for). */
+		int64_t now = clock_mono_us(), ago = clock_wall_us() - so->finished_us;
+
+		o->state = (uint8_t)so->state;
+		o->last_seq = so->last_seq;
+		o->finished_mono_us = now - (ago > 0 ? ago : 0);
+		stats.objects--;
+		stats.active[ops->kind]--;
+		finished_insert(o);
+	}
+}
+
+bool
+objects_restored_active(const struct object *o)
+{
+	return o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE;
 }
 
 uint64_t
@@ -262,6 +301,8 @@ objects_next_id(void)
 void
 objects_start_ids(void)
 {
+	/* What was kept past a smaller --keep-finished goes now. */
+	objects_evict();
 	next_id = store_counter_start(&id_counter, next_id);
 }
 
@@ -274,6 +315,21 @@ objects_persist(struct object *o)
 		return;
 	o->durable = true;
 	o->ops->persist(o);
+}
+
+/* o's record goes: it was withdrawn, or it is forgotten. */
+static void
+objects_unpersist(struct object *o)
+{
+	if (o->durable && store_is_open())
+		store_delete(o->id);
+	o->durable = false;
+}
+
+int64_t
+objects_finished_wall_us(const struct object *o)
+{
+	return clock_wall_us() - (clock_mono_us() - o->finished_mono_us);
 }
 
 static ObjectInfo *
@@ -322,11 +378,15 @@ ack_cb(void *arg, bool ok)
 	if (!ok && !a->cancel && !a->existed && !a->withdrawn && !daemon_stopping &&
 	    o != NULL && o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE) {
 		objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_UNSPECIFIED);
+		objects_unpersist(o);
 		a->withdrawn = true;
 		store_after(ack_cb, a);
 		return;
 	}
 	if (c == NULL) {        /* its connection closed meanwhile */
+		if (ok && a->then != NULL && o != NULL && !daemon_stopping &&
+		    o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			a->then(o);
 		free(a);
 		return;
 	}
@@ -367,6 +427,10 @@ ack_cb(void *arg, bool ok)
 	}
 	conn_send_reply(c, &rep);
 	server_conn_settled(c);
+	/* After the reply: the id reaches the client before any event. */
+	if (ok && !a->withdrawn && a->then != NULL && o != NULL && !daemon_stopping &&
+	    o->state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+		a->then(o);
 	free(a);
 	arena_reset();
 }
@@ -393,13 +457,28 @@ enum op_result
 objects_reply_durable(struct conn *c, const Request *req, struct object *o,
     bool existed, Reply *rep, Waiter__V1__Reply__ResultCase result)
 {
+	return objects_reply_durable_then(c, req, o, existed, rep, result, NULL);
+}
+
+enum op_result
+objects_reply_durable_then(struct conn *c, const Request *req, struct object *o,
+    bool existed, Reply *rep, Waiter__V1__Reply__ResultCase result,
+    void (*then)(struct object *))
+{
 	struct ack *a;
 
-	if (!store_is_open() || !o->durable)
-		return objects_reply_created(o, existed, rep, result);
+	if (!store_is_open() || !o->durable) {
+		objects_reply_created(o, existed, rep, result);
+		if (then == NULL)
+			return OP_REPLY;
+		conn_send_reply(c, rep);
+		then(o);
+		return OP_DEFERRED;     /* answered above */
+	}
 	a = ack_new(c, req, o);
 	a->existed = existed;
 	a->result = result;
+	a->then = then;
 	return OP_DEFERRED;
 }
 
@@ -436,6 +515,7 @@ objects_evict(void)
 	    (uint64_t)(now - old->finished_mono_us) >= cfg.keep_finished_us)) {
 		TAILQ_REMOVE(&finished, old, owner_link);
 		stats.finished_objects--;
+		objects_unpersist(old);
 		objects_destroy(old);
 	}
 	/* The list is in order of ending: wake when its head expires. */
@@ -486,10 +566,10 @@ objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq)
 	o->ops->stop(o);
 	o->state = (uint8_t)state;
 	o->last_seq = seq;
-	if (o->durable) {
-		store_delete(o->id);
-		o->durable = false;
-	}
+	o->finished_mono_us = clock_mono_us();
+	/* Its record stays, now saying how it ended, until it is forgotten. */
+	if (o->durable && store_is_open())
+		o->ops->persist(o);
 	if (o->owner != NULL) {
 		TAILQ_REMOVE(&o->owner->owned, o, owner_link);
 		o->owner->objects--;
@@ -506,7 +586,6 @@ objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq)
 		o->answering = true;
 		event_active(answer_ev, EV_TIMEOUT, 1);
 	}
-	o->finished_mono_us = clock_mono_us();
 	TAILQ_INSERT_TAIL(&finished, o, owner_link);
 	stats.finished_objects++;
 	objects_evict();
@@ -595,7 +674,7 @@ objects_cancel_all(void)
 			continue;
 		/* What the state file keeps is not cancelled: it resumes at the
 		 * next start. Only its source stops; its waiters are told. */
-		if (o->durable)
+		if (o->durable && (o->ops->resumes == NULL || o->ops->resumes(o)))
 			o->ops->stop(o);
 		else
 			objects_cancel(o, WAITER__V1__CANCEL_REASON__CANCEL_REASON_DAEMON_SHUTDOWN);

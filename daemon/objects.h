@@ -16,6 +16,7 @@
 #include <bsd/sys/cdefs.h>
 #include <bsd/sys/tree.h>
 
+#include "state.pb-c.h"
 #include "waiterd.h"
 
 struct conn;
@@ -33,9 +34,14 @@ struct object_ops {
 	bool (*cancel)(struct object *, Waiter__V1__CancelReason);
 	void (*describe)(struct object *, ObjectInfo *); /* detail, arena memory */
 	void (*free)(struct object *);
-	/* Optional: hand the object's record to the store (store_put); kinds
-	 * without it are never durable. */
+	/* Optional: hand the object's record to the store (state_put); kinds
+	 * without it are never durable. Called while it is active and once
+	 * more when it ends (o->state says how). */
 	void (*persist)(struct object *);
+	/* Optional: whether a durable object may be left as it is when the
+	 * daemon stops, to resume at the next start (default: yes). A running
+	 * task may not: its processes are stopped, so it ends. */
+	bool (*resumes)(struct object *);
 };
 
 struct waitreq;
@@ -71,9 +77,14 @@ void objects_register(struct object *o, const struct object_ops *ops,
 /* A state directory is in use and o has lifetime daemon: hand its record
  * to the store. Sources call it at creation and when the record changes. */
 void objects_persist(struct object *o);
-/* At start-up: put back an object read from the state file. */
+/* At start-up: put back an object read from the state file, active or
+ * (so->state) finished. */
 void objects_restore(struct object *o, const struct object_ops *ops, uint64_t id,
-    const char *name, int64_t created_us);
+    const Waiter__State__V1__StoredObject *so);
+/* After objects_restore: whether o is still active (else it had ended). */
+bool objects_restored_active(const struct object *o);
+/* When o ended, on the wall clock (for its record). */
+int64_t objects_finished_wall_us(const struct object *o);
 /* At start-up, after restoring: ids continue past every id ever given. */
 void objects_start_ids(void);
 /* The id the next object will get. */
@@ -83,6 +94,12 @@ uint64_t objects_next_id(void);
  * object withdrawn if it cannot be written. */
 enum op_result objects_reply_durable(struct conn *c, const Request *req,
     struct object *o, bool existed, Reply *rep, Waiter__V1__Reply__ResultCase result);
+/* The same, then call then(o) once the reply is sent, if o is still active
+ * and the daemon not stopping: a task starts only once its record is
+ * durable, and its events follow the reply. Always OP_DEFERRED. */
+enum op_result objects_reply_durable_then(struct conn *c, const Request *req,
+    struct object *o, bool existed, Reply *rep, Waiter__V1__Reply__ResultCase result,
+    void (*then)(struct object *));
 /* o ended (COMPLETED or CANCELLED) with the event seq: answer waiters. */
 void objects_finish(struct object *o, Waiter__V1__ObjectState state, uint64_t seq);
 /* Stop o, publish CANCELLED with reason, finish it. */

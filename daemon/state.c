@@ -111,7 +111,16 @@ void
 state_put(struct object *o, Waiter__State__V1__StoredObject *so)
 {
 	uint8_t buf[512], *p = buf;
-	size_t len = waiter__state__v1__stored_object__get_packed_size(so);
+	size_t len;
+
+	so->name = o->name != NULL ? o->name : (char *)"";
+	so->created_us = o->created_us;
+	if (o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE) {
+		so->state = o->state;
+		so->last_seq = o->last_seq;
+		so->finished_us = objects_finished_wall_us(o);
+	}
+	len = waiter__state__v1__stored_object__get_packed_size(so);
 
 	if (len > sizeof buf && (p = malloc(len)) == NULL)
 		fatal("malloc");

@@ -214,8 +214,6 @@ timer_persist(struct object *o)
 	st.every_us = t->every_us;
 	st.count = t->count;
 	st.fire_count = t->fire_count;
-	so.name = o->name != NULL ? o->name : (char *)"";
-	so.created_us = o->created_us;
 	so.kind_case = WAITER__STATE__V1__STORED_OBJECT__KIND_TIMER;
 	so.timer = &st;
 	state_put(o, &so);
@@ -378,8 +376,9 @@ timers_restore(uint64_t id, const Waiter__State__V1__StoredObject *so)
 	/* A deadline passed while the daemon was down fires at once; an
 	 * `every` timer then counts the periods it missed in that event. */
 	t->deadline = t->wall ? st->deadline_wall_us : st->deadline_wall_us - t->wall_offset;
-	objects_restore(&t->obj, &timer_ops, id, so->name, so->created_us);
-	timer_arm(t);
+	objects_restore(&t->obj, &timer_ops, id, so);
+	if (objects_restored_active(&t->obj))
+		timer_arm(t);
 }
 
 static void

@@ -151,11 +151,15 @@ refused_start() {
 	[ "$(echo "$first" | jq -r .timer_fired.fire_count)" -ge 1 ]
 }
 
-@test "cancelled and finished timers stay gone after a crash" {
+@test "cancelled and finished timers come back ended after a crash, never to fire, until forgotten" {
 	start_daemon --state-dir "$STATE"
 	gone=$("$WAITER" after 1h --name gone)
 	"$WAITER" cancel "$gone"
-	done_id=$("$WAITER" after 1ms --wait --name done)
+	done_id=$("$WAITER" after 1ms --name done)
+	"$WAITER" wait "$done_id"
+	# A create is answered once everything handed over before it is
+	# durable, the finished timer's record included.
+	"$WAITER" after 1h --name barrier >/dev/null
 	crash
 	start_daemon --state-dir "$STATE"
 	run "$WAITER" timers
@@ -163,8 +167,25 @@ refused_start() {
 	refute_output --partial gone
 	refute_output --partial done
 	run "$WAITER" show "$gone"
+	assert_success
+	assert_line state=cancelled
+	run "$WAITER" show "$done_id"
+	assert_success
+	assert_line state=completed
+	assert_line fire_count=1
+	# A wait on an ended object answers at once, as before the crash.
+	run "$WAITER" wait "$done_id"
+	assert_success
+	# Forgetting (here: keep none) removes them from the file too.
+	crash
+	start_daemon --state-dir "$STATE" --keep-finished 0
+	run "$WAITER" show "$gone"
 	assert_failure
-	[ -n "$done_id" ]
+	crash
+	start_daemon --state-dir "$STATE"
+	run "$WAITER" show "$done_id"
+	assert_failure
+	assert_output --partial "no object"
 }
 
 @test "--no-state keeps nothing, even with --state-dir" {
