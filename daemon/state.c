@@ -9,6 +9,7 @@
 #include "objects.h"
 #include "state.h"
 #include "store.h"
+#include "tasks.h"
 #include "timers.h"
 
 /* Creates still waiting for their records at shutdown get this long. */
@@ -53,6 +54,13 @@ restore_one(uint64_t id, uint32_t kind, const void *rec, size_t len, void *arg)
 		timers_restore(id, so);
 		n[0]++;
 		break;
+	case WAITER__STATE__V1__STORED_OBJECT__KIND_TASK:
+		tasks_restore(id, so);
+		n[1]++;
+		break;
+	case WAITER__STATE__V1__STORED_OBJECT__KIND_QUEUE:
+		tasks_restore_queue(id, so);
+		break;
 	default:
 		log_warn("state_record_unknown id=%llu kind=%u: skipped",
 		    (unsigned long long)id, kind);
@@ -65,7 +73,7 @@ restore_one(uint64_t id, uint32_t kind, const void *rec, size_t len, void *arg)
 int
 state_open(char **why)
 {
-	unsigned n[1] = { 0 };
+	unsigned n[2] = { 0, 0 };
 
 	*why = NULL;
 	if (cfg.state_dir == NULL)
@@ -80,12 +88,14 @@ state_open(char **why)
 	}
 	objects_start_ids();
 	events_start_seq();
+	/* Now that events can be published: lost tasks end, the rest queue. */
+	tasks_resume();
 	/* The counters' first blocks are durable before anyone sees them. */
 	if (store_commit_now(why) < 0)
 		return -1;
 	store_start();
-	log_info("state_open path=%s timers=%u next_seq=%llu", store_path(), n[0],
-	    (unsigned long long)events_last_seq() + 1);
+	log_info("state_open path=%s timers=%u tasks=%u next_seq=%llu", store_path(), n[0],
+	    n[1], (unsigned long long)events_last_seq() + 1);
 	return 0;
 }
 
@@ -110,8 +120,6 @@ state_close(void)
 void
 state_put(struct object *o, Waiter__State__V1__StoredObject *so)
 {
-	uint8_t buf[512], *p = buf;
-	size_t len;
 
 	so->name = o->name != NULL ? o->name : (char *)"";
 	so->created_us = o->created_us;
@@ -120,12 +128,20 @@ state_put(struct object *o, Waiter__State__V1__StoredObject *so)
 		so->last_seq = o->last_seq;
 		so->finished_us = objects_finished_wall_us(o);
 	}
-	len = waiter__state__v1__stored_object__get_packed_size(so);
+	state_put_record(o->id, (uint32_t)o->ops->kind, so);
+}
+
+void
+state_put_record(uint64_t id, uint32_t kind, Waiter__State__V1__StoredObject *so)
+{
+	uint8_t buf[512], *p = buf;
+	size_t len = waiter__state__v1__stored_object__get_packed_size(so);
+
 
 	if (len > sizeof buf && (p = malloc(len)) == NULL)
 		fatal("malloc");
 	waiter__state__v1__stored_object__pack(so, p);
-	store_put(o->id, (uint32_t)o->ops->kind, p, len);
+	store_put(id, kind, p, len);
 	if (p != buf)
 		free(p);
 }

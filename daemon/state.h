@@ -32,7 +32,15 @@ void state_close(void);
 /* HelloReply.instance: the state file's, or random for this run. */
 uint64_t state_instance(void);
 
-/* Pack so and hand it to the store as o's record. */
+/* Records that are not objects live at ids no object reaches (ids are
+ * handed out one by one from 1), with kinds no ObjectKind has. */
+#define STATE_QUEUE_ID (UINT64_C(1) << 62)      /* + the queue's slot */
+#define STATE_KIND_QUEUE 100
+
+/* Fill so's common fields from o, pack it and hand it to the store as o's
+ * record. */
 void state_put(struct object *o, Waiter__State__V1__StoredObject *so);
+/* Pack so and hand it to the store under id and kind. */
+void state_put_record(uint64_t id, uint32_t kind, Waiter__State__V1__StoredObject *so);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <search.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/ioctl.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
@@ -23,7 +24,9 @@
 #include "log.h"
 #include "objects.h"
 #include "server.h"
+#include "state.h"
 #include "stats.h"
+#include "store.h"
 #include "strv.h"
 #include "tasks.h"
 
@@ -33,6 +36,7 @@
 
 struct queue {
 	char *name;
+	uint32_t slot;                  /* its record is STATE_QUEUE_ID + slot; 0 none */
 	unsigned parallel;
 	unsigned running;
 	unsigned queued;
@@ -59,11 +63,13 @@ struct task {
 	struct event stdin_ev;
 	uint64_t *after;                /* as submitted (reported) */
 	size_t n_after;
+	uint64_t met[TASK_MAX_AFTER / 64];      /* bit i: after[i] succeeded */
 	size_t n_unmet;                 /* after tasks that have not ended yet */
 	uint64_t *dependents;           /* ids of tasks that wait for this one */
 	size_t n_dependents, cap_dependents;
 	uint64_t timeout_us, output_limit, kill_grace_us;
 	pid_t pid;
+	uint64_t proc_start;            /* its starttime in /proc/PID/stat */
 	int pidfd;
 	struct event pid_ev, timer;
 	Waiter__V1__TaskState kill_state;   /* the state a kill ends it in, or 0 */
@@ -94,6 +100,15 @@ static LIST_HEAD(, task) paused = LIST_HEAD_INITIALIZER(paused);
  * or --no-pidfd): reaped by pid when SIGCHLD arrives. */
 static LIST_HEAD(, task) unwatched = LIST_HEAD_INITIALIZER(unwatched);
 static struct event *sigchld_ev;
+static bool resuming;   /* tasks_resume: queue, start nothing yet */
+/* Tasks read back from the state file still active, in id order, for
+ * tasks_resume; and the last queue slot given (StoredQueue). */
+static uint64_t *restored;
+static size_t n_restored, cap_restored;
+static uint32_t last_slot;
+/* This boot, as /proc/sys/kernel/random/boot_id says: a pid of another
+ * boot names another process. */
+static char boot_id[40];
 
 /* Active tasks per uid, for --max-tasks-per-user: scripts connect and go,
  * so a connection is not what a host with several users wants to bound. */
@@ -141,7 +156,11 @@ user_count(uid_t uid, int delta)
 
 static void task_pump(struct queue *q);
 static void task_signal(struct task *t, int sig);
-static void task_settle(uint64_t *ids, size_t n, bool succeeded);
+static void task_settle(uint64_t from, uint64_t *ids, size_t n, bool succeeded);
+static void task_persist(struct object *o);
+static int task_deps(struct task *t);
+static bool task_resumes(struct object *o);
+static uint64_t proc_start(pid_t pid, pid_t *pgrp);
 
 /* ------------------------------------------------------------- queues */
 
@@ -297,7 +316,7 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 	Waiter__V1__ObjectState os;
 	struct queue *q = t->q;
 	bool was_running = t->state == WAITER__V1__TASK_STATE__TASK_STATE_RUNNING;
-	uint64_t seq, *dependents = t->dependents;
+	uint64_t seq, id = t->obj.id, *dependents = t->dependents;
 	size_t n_dependents = t->n_dependents;
 	bool ok = state == WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED;
 
@@ -337,7 +356,7 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 		if (n_running == 0 && idle_cb != NULL)
 			idle_cb();
 	}
-	task_settle(dependents, n_dependents, ok);
+	task_settle(id, dependents, n_dependents, ok);
 }
 
 /* --------------------------------------------------------- processes */
@@ -767,6 +786,11 @@ task_start(struct task *t)
 	t->state = WAITER__V1__TASK_STATE__TASK_STATE_RUNNING;
 	t->q->running++;
 	n_running++;
+	if (t->obj.durable) {
+		/* Enough to find its processes after a crash (task_lost). */
+		t->proc_start = proc_start(t->pid, NULL);
+		task_persist(&t->obj);
+	}
 	ts.pid = t->pid;
 	ev.object_id = t->obj.id;
 	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_TASK_STARTED;
@@ -783,6 +807,10 @@ task_pump(struct queue *q)
 {
 	struct task *t;
 
+	/* Stopping: what is queued stays queued (in the state file, for the
+	 * next start), whatever slots the ending tasks free. */
+	if (daemon_stopping)
+		return;
 	while (q->running < q->parallel && (t = TAILQ_FIRST(&q->ready)) != NULL) {
 		TAILQ_REMOVE(&q->ready, t, q_link);
 		q->queued--;
@@ -799,17 +827,56 @@ task_enqueue(struct task *t)
 	TAILQ_INSERT_TAIL(&t->q->ready, t, q_link);
 	t->q->queued++;
 	n_pending++;
-	task_pump(t->q);
+	if (!resuming)
+		task_pump(t->q);
 }
 
-/* At submission: 1 all `after` tasks succeeded, -1 one of them did not, 0
- * not yet (each one still active has t among its dependents). */
+/* Submitted (and durable): wait for its `after` tasks, or queue it. */
+static void
+task_admit(struct object *o)
+{
+	struct task *t = (struct task *)o;
+	int d = task_deps(t);
+
+	if (d < 0) {
+		t->state = WAITER__V1__TASK_STATE__TASK_STATE_UNSPECIFIED;
+		task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_DEPENDENCY_FAILED);
+	} else if (d == 0) {
+		t->state = WAITER__V1__TASK_STATE__TASK_STATE_WAITING;
+		TAILQ_INSERT_TAIL(&waiting, t, q_link);
+		n_pending++;
+	} else {
+		task_enqueue(t);
+	}
+}
+
+static bool
+task_met(const struct task *t, size_t i)
+{
+	return (t->met[i / 64] >> (i % 64)) & 1;
+}
+
+/* At submission or restore: 1 all `after` tasks succeeded, -1 one of them
+ * did not (or, after a restart, is gone), 0 not yet (each one still active
+ * has t among its dependents). */
 static int
 task_deps(struct task *t)
 {
 	for (size_t i = 0; i < t->n_after; i++) {
 		struct task *d = (struct task *)objects_find(t->after[i]);
 
+		if (task_met(t, i))
+			continue;
+		if (d == NULL) {
+			/* Only after a restart: it was not kept (lifetime
+			 * connection) or forgotten before it succeeded. */
+			free(t->error);
+			if (asprintf(&t->error, "task %llu, which it runs after, did not "
+			    "survive the restart of the daemon",
+			    (unsigned long long)t->after[i]) < 0)
+				t->error = NULL;
+			return -1;
+		}
 		if (d->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE &&
 		    d->state != WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED)
 			return -1;
@@ -817,8 +884,12 @@ task_deps(struct task *t)
 	for (size_t i = 0; i < t->n_after; i++) {
 		struct task *d = (struct task *)objects_find(t->after[i]);
 
-		if (d->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+		if (task_met(t, i))
 			continue;
+		if (d->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE) {
+			t->met[i / 64] |= UINT64_C(1) << (i % 64);
+			continue;
+		}
 		if (d->n_dependents == d->cap_dependents) {
 			d->cap_dependents = d->cap_dependents ? d->cap_dependents * 2 : 4;
 			d->dependents = realloc(d->dependents,
@@ -841,9 +912,9 @@ task_deps(struct task *t)
  * worklist, not the stack. The cost is the number of dependents.
  */
 static void
-task_settle(uint64_t *ids, size_t n, bool succeeded)
+task_settle(uint64_t from, uint64_t *ids, size_t n, bool succeeded)
 {
-	static struct settle { uint64_t *ids; size_t n; bool ok; } *work;
+	static struct settle { uint64_t from, *ids; size_t n; bool ok; } *work;
 	static size_t n_work, cap_work;
 	static bool settling;
 
@@ -856,7 +927,7 @@ task_settle(uint64_t *ids, size_t n, bool succeeded)
 		if ((work = realloc(work, cap_work * sizeof *work)) == NULL)
 			fatal("realloc");
 	}
-	work[n_work++] = (struct settle){ ids, n, succeeded };
+	work[n_work++] = (struct settle){ from, ids, n, succeeded };
 	if (settling)
 		return;
 	settling = true;
@@ -871,11 +942,20 @@ task_settle(uint64_t *ids, size_t n, bool succeeded)
 				continue;
 			if (!w.ok) {
 				task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_DEPENDENCY_FAILED);
-			} else if (--t->n_unmet == 0) {
+				continue;
+			}
+			/* Which dependency is met is in its record: after a
+			 * restart, the one that succeeded may be forgotten. */
+			for (size_t j = 0; j < t->n_after; j++)
+				if (t->after[j] == w.from)
+					t->met[j / 64] |= UINT64_C(1) << (j % 64);
+			if (--t->n_unmet == 0) {
 				TAILQ_REMOVE(&waiting, t, q_link);
 				n_pending--;
 				task_enqueue(t);
 			}
+			if (t->obj.durable)
+				task_persist(&t->obj);
 		}
 		free(w.ids);
 	}
@@ -908,7 +988,351 @@ static const struct object_ops task_ops = {
 	.cancel = task_cancel,
 	.describe = task_describe,
 	.free = task_free,
+	.persist = task_persist,
+	.resumes = task_resumes,
 };
+
+/* ---------------------------------------------------------- durability */
+
+/* Field 22 of /proc/PID/stat (its start, in clock ticks after boot) and
+ * field 5 (its process group); 0 if there is no such process. */
+static uint64_t
+proc_start(pid_t pid, pid_t *pgrp)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	int fd, n, grp = 0;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = (int)read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: skip to the last
+	 * ')', then: state ppid pgrp session tty_nr tpgid flags minflt cminflt
+	 * majflt cmajflt utime stime cutime cstime priority nice num_threads
+	 * itrealvalue starttime. */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %*c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+	    "%*d %*d %*d %*d %llu", &grp, &start) != 2)
+		return 0;
+	if (pgrp != NULL)
+		*pgrp = (pid_t)grp;
+	return start;
+}
+
+static void
+read_boot_id(void)
+{
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, boot_id, sizeof boot_id - 1);
+
+	if (fd >= 0)
+		close(fd);
+	boot_id[n > 0 ? n : 0] = '\0';
+	boot_id[strcspn(boot_id, "\n")] = '\0';
+}
+
+static void
+tail_copy(struct stream *s, ProtobufCBinaryData *out)
+{
+	size_t n = s->tail ? evbuffer_get_length(s->tail) : 0;
+
+	out->len = n;
+	out->data = NULL;
+	if (n > 0) {
+		if ((out->data = malloc(n)) == NULL)
+			fatal("malloc");
+		evbuffer_copyout(s->tail, out->data, n);
+	}
+}
+
+static void
+task_persist(struct object *o)
+{
+	struct task *t = (struct task *)o;
+	Waiter__State__V1__StoredObject so = WAITER__STATE__V1__STORED_OBJECT__INIT;
+	Waiter__State__V1__StoredTask st = WAITER__STATE__V1__STORED_TASK__INIT;
+	uint64_t met[TASK_MAX_AFTER];
+	bool ended = o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE;
+
+	for (st.n_argv = 0; t->argv[st.n_argv] != NULL; st.n_argv++)
+		;
+	st.argv = t->argv;
+	for (st.n_env = 0; t->env != NULL && t->env[st.n_env] != NULL; st.n_env++)
+		;
+	st.env = t->env;
+	st.cwd = t->cwd ? t->cwd : (char *)"";
+	/* Its stdin matters only until it starts. */
+	if (t->pid == 0 && !ended) {
+		st.stdin.data = t->stdin_data;
+		st.stdin.len = t->stdin_len;
+	}
+	st.queue = t->q->name;
+	st.n_after = t->n_after;
+	st.after = t->after;
+	for (size_t i = 0; i < t->n_after; i++)
+		if (task_met(t, i))
+			met[st.n_met++] = t->after[i];
+	st.met = met;
+	st.timeout_us = t->timeout_us;
+	st.kill_grace_us = t->kill_grace_us;
+	st.output_limit = t->output_limit;
+	st.uid = t->uid;
+	st.state = t->state;
+	st.paced = t->paced;
+	st.pid = t->pid;
+	st.proc_start = t->proc_start;
+	st.boot_id = boot_id;
+	st.started_us = t->started_us;
+	st.ended_us = t->ended_us;
+	st.exit_code = t->exit_code;
+	st.signal = t->signal;
+	st.error = t->error ? t->error : (char *)"";
+	if (ended) {
+		tail_copy(&t->out[0], &st.stdout_tail);
+		tail_copy(&t->out[1], &st.stderr_tail);
+		st.stdout_total = t->out[0].total;
+		st.stderr_total = t->out[1].total;
+		st.stdout_dropped = t->out[0].dropped;
+		st.stderr_dropped = t->out[1].dropped;
+	}
+	so.kind_case = WAITER__STATE__V1__STORED_OBJECT__KIND_TASK;
+	so.task = &st;
+	state_put(o, &so);
+	free(st.stdout_tail.data);
+	free(st.stderr_tail.data);
+}
+
+static bool
+task_resumes(struct object *o)
+{
+	/* Its processes are stopped with the daemon: it ends, as cancelled. */
+	return ((struct task *)o)->state != WAITER__V1__TASK_STATE__TASK_STATE_RUNNING;
+}
+
+/*
+ * A task that was running when the daemon died: make sure nothing of it
+ * runs on unattended, and say what became of it. Its process group has
+ * the id of its first process, and the kernel does not give that number
+ * to a new process while any member of the group lives: so if the pid
+ * is not in use, or is in use by the same process (same start time, same
+ * boot), what is in that group is the task's, and gets SIGKILL.
+ */
+static void
+task_lost(struct task *t, const char *was_boot)
+{
+	pid_t grp = 0, pid = t->pid;
+	uint64_t start = pid > 0 ? proc_start(pid, &grp) : 0;
+	bool ours = false;
+	const char *what;
+
+	if (pid <= 0 || strcmp(was_boot, boot_id) != 0) {
+		what = "the host restarted while it ran";
+	} else if (start != 0 && (start != t->proc_start || grp != pid)) {
+		what = "it had ended before the restart; its exit status is unknown";
+	} else if (start != 0) {
+		ours = true;
+	} else {
+		/* Its first process is gone: any member left is ours. */
+		DIR *d = opendir("/proc");
+		struct dirent *de;
+
+		while (d != NULL && !ours && (de = readdir(d)) != NULL) {
+			pid_t p = (pid_t)atoi(de->d_name), g = 0;
+
+			if (p > 0 && proc_start(p, &g) != 0 && g == pid)
+				ours = true;
+		}
+		if (d != NULL)
+			closedir(d);
+		what = "it had ended before the restart; its exit status is unknown";
+	}
+	if (ours) {
+		if (kill(-pid, SIGKILL) < 0 && errno != ESRCH)
+			log_warn("killpg lost task=%llu pgid=%d errno=%d",
+			    (unsigned long long)t->obj.id, (int)pid, errno);
+		what = "its processes were still running, and were killed";
+	}
+	free(t->error);
+	if (asprintf(&t->error, "the daemon stopped while it ran (pid %d): %s", (int)pid,
+	    what) < 0)
+		t->error = NULL;
+	log_info("task_lost task=%llu pid=%d killed=%s", (unsigned long long)t->obj.id,
+	    (int)pid, ours ? "yes" : "no");
+}
+
+static void
+restored_add(uint64_t id)
+{
+	if (n_restored == cap_restored) {
+		cap_restored = cap_restored ? cap_restored * 2 : 64;
+		if ((restored = realloc(restored, cap_restored * sizeof *restored)) == NULL)
+			fatal("realloc");
+	}
+	restored[n_restored++] = id;
+}
+
+static void
+stream_restore(struct stream *s, const ProtobufCBinaryData *tail, uint64_t total,
+    uint64_t dropped)
+{
+	s->fd = -1;
+	s->total = total;
+	s->dropped = dropped;
+	if (tail->len > 0) {
+		if ((s->tail = evbuffer_new()) == NULL)
+			fatal("evbuffer_new");
+		evbuffer_add(s->tail, tail->data, tail->len);
+	}
+}
+
+void
+tasks_restore(uint64_t id, const Waiter__State__V1__StoredObject *so)
+{
+	const Waiter__State__V1__StoredTask *st = so->task;
+	struct task *t = calloc(1, sizeof *t);
+	size_t n_after = st->n_after < TASK_MAX_AFTER ? st->n_after : TASK_MAX_AFTER;
+
+	if (t == NULL)
+		fatal("calloc");
+	if ((t->q = queue_get(queue_name_valid(st->queue) ? st->queue : "default",
+	    true)) == NULL)
+		t->q = queue_get("default", true);
+	if (st->n_argv > 0) {
+		t->argv = strv_dup(st->argv, st->n_argv);
+	} else {
+		char *none[] = { "false" };
+
+		t->argv = strv_dup(none, 1);
+	}
+	t->env = strv_dup(st->env, st->n_env);
+	t->cwd = st->cwd[0] != '\0' ? strdup(st->cwd) : NULL;
+	if (st->stdin.len > 0) {
+		if ((t->stdin_data = malloc(st->stdin.len)) == NULL)
+			fatal("malloc");
+		memcpy(t->stdin_data, st->stdin.data, st->stdin.len);
+		t->stdin_len = st->stdin.len;
+	}
+	if (n_after > 0) {
+		if ((t->after = malloc(n_after * sizeof *t->after)) == NULL)
+			fatal("malloc");
+		memcpy(t->after, st->after, n_after * sizeof *t->after);
+		t->n_after = n_after;
+	}
+	for (size_t i = 0; i < n_after; i++)
+		for (size_t j = 0; j < st->n_met; j++)
+			if (st->met[j] == t->after[i])
+				t->met[i / 64] |= UINT64_C(1) << (i % 64);
+	t->timeout_us = st->timeout_us;
+	t->kill_grace_us = st->kill_grace_us ? st->kill_grace_us : cfg.kill_grace_us;
+	t->output_limit = st->output_limit ? st->output_limit : TASK_OUTPUT_DEFAULT;
+	t->uid = st->uid;
+	t->state = st->state;
+	t->paced = st->paced;
+	t->pid = st->pid;
+	t->proc_start = st->proc_start;
+	t->started_us = st->started_us;
+	t->ended_us = st->ended_us;
+	t->exit_code = st->exit_code;
+	t->signal = st->signal;
+	t->error = st->error[0] != '\0' ? strdup(st->error) : NULL;
+	stream_restore(&t->out[0], &st->stdout_tail, st->stdout_total, st->stdout_dropped);
+	stream_restore(&t->out[1], &st->stderr_tail, st->stderr_total, st->stderr_dropped);
+	t->stdin_fd = t->pidfd = -1;
+	evtimer_assign(&t->timer, ev_base, task_timer_cb, t);
+	objects_restore(&t->obj, &task_ops, id, so);
+	if (!objects_restored_active(&t->obj))
+		return;
+	user_count(t->uid, 1);
+	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_RUNNING) {
+		task_lost(t, st->boot_id);
+		/* Not running in this daemon: task_done must not count it. */
+		t->state = WAITER__V1__TASK_STATE__TASK_STATE_LOST;
+	} else {
+		/* Whatever it was (submitted, waiting, queued), it starts over. */
+		t->state = WAITER__V1__TASK_STATE__TASK_STATE_UNSPECIFIED;
+		t->pid = 0;
+	}
+	restored_add(id);
+}
+
+void
+tasks_restore_queue(uint64_t id, const Waiter__State__V1__StoredObject *so)
+{
+	const Waiter__State__V1__StoredQueue *sq = so->queue;
+	struct queue *q;
+
+	if (!queue_name_valid(sq->name) || sq->parallel < 1 || sq->parallel > 100000 ||
+	    (q = queue_get(sq->name, true)) == NULL) {
+		log_warn("state_queue_skipped name=%s parallel=%u", sq->name,
+		    (unsigned)sq->parallel);
+		return;
+	}
+	q->parallel = sq->parallel;
+	q->slot = (uint32_t)(id - STATE_QUEUE_ID);
+	if (q->slot > last_slot)
+		last_slot = q->slot;
+}
+
+static void
+queue_persist(struct queue *q)
+{
+	Waiter__State__V1__StoredObject so = WAITER__STATE__V1__STORED_OBJECT__INIT;
+	Waiter__State__V1__StoredQueue sq = WAITER__STATE__V1__STORED_QUEUE__INIT;
+
+	if (!store_is_open())
+		return;
+	if (q->slot == 0)
+		q->slot = ++last_slot;
+	sq.name = q->name;
+	sq.parallel = q->parallel;
+	so.kind_case = WAITER__STATE__V1__STORED_OBJECT__KIND_QUEUE;
+	so.queue = &sq;
+	state_put_record(STATE_QUEUE_ID + q->slot, STATE_KIND_QUEUE, &so);
+}
+
+/* The first lap: start what the queues allow. */
+static void
+tasks_pump_all(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q;
+
+	(void)fd, (void)what, (void)arg;
+	LIST_FOREACH(q, &queues, link)
+		task_pump(q);
+	arena_reset();
+}
+
+void
+tasks_resume(void)
+{
+	struct timeval now = { 0, 0 };
+
+	/* In id order, so a task's `after` tasks are settled before it. */
+	resuming = true;
+	for (size_t i = 0; i < n_restored; i++) {
+		struct task *t = (struct task *)objects_find(restored[i]);
+
+		if (t == NULL || t->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			continue;
+		if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_LOST)
+			task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_LOST);
+		else
+			task_admit(&t->obj);
+	}
+	resuming = false;
+	free(restored);
+	restored = NULL;
+	n_restored = cap_restored = 0;
+	/* Start them once the loop runs, the daemon fully up. */
+	if (event_base_once(ev_base, -1, EV_TIMEOUT, tasks_pump_all, NULL, &now) < 0)
+		fatal("event_base_once");
+	arena_reset();
+}
 
 /* ------------------------------------------------------------ requests */
 
@@ -1007,7 +1431,6 @@ tasks_op_submit(struct conn *c, const Request *req, Reply *rep)
 	struct user_tasks *u;
 	struct queue *q;
 	struct task *t;
-	int d;
 
 	if (cfg.no_tasks)
 		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED,
@@ -1043,21 +1466,12 @@ tasks_op_submit(struct conn *c, const Request *req, Reply *rep)
 	objects_register(&t->obj, &task_ops, c, ts->name,
 	    ts->lifetime == WAITER__V1__LIFETIME__LIFETIME_CONNECTION ?
 	    WAITER__V1__LIFETIME__LIFETIME_CONNECTION : WAITER__V1__LIFETIME__LIFETIME_DAEMON);
-	/* Reply before the task can end: the id reaches the client first. */
-	objects_reply_created(&t->obj, false, rep, WAITER__V1__REPLY__RESULT_TASK_SUBMIT);
-	conn_send_reply(c, rep);
-	d = task_deps(t);
-	if (d < 0) {
-		t->state = WAITER__V1__TASK_STATE__TASK_STATE_UNSPECIFIED;
-		task_done(t, WAITER__V1__TASK_STATE__TASK_STATE_DEPENDENCY_FAILED);
-	} else if (d == 0) {
-		t->state = WAITER__V1__TASK_STATE__TASK_STATE_WAITING;
-		TAILQ_INSERT_TAIL(&waiting, t, q_link);
-		n_pending++;
-	} else {
-		task_enqueue(t);
-	}
-	return OP_DEFERRED;     /* answered above */
+	/* The reply comes before the task can start or end, so the id
+	 * reaches the client first; with a state directory, once the record
+	 * is durable: a task never runs that a crash could forget. */
+	objects_persist(&t->obj);
+	return objects_reply_durable_then(c, req, &t->obj, false, rep,
+	    WAITER__V1__REPLY__RESULT_TASK_SUBMIT, task_admit);
 }
 
 static struct task *
@@ -1170,6 +1584,7 @@ tasks_op_queue_set(struct conn *c, const Request *req, Reply *rep)
 		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
 		    "there are %d queues, the limit", QUEUES_MAX);
 	q->parallel = qs->parallel;
+	queue_persist(q);
 	task_pump(q);
 	rep->result_case = WAITER__V1__REPLY__RESULT_QUEUE_SET;
 	rep->queue_set = queue_info(q);
@@ -1197,6 +1612,7 @@ tasks_op_queue_list(struct conn *c, const Request *req, Reply *rep)
 void
 tasks_init(void)
 {
+	read_boot_id();
 	queue_get("default", true);
 	sigchld_ev = evsignal_new(ev_base, SIGCHLD, sigchld_cb, NULL);
 	if (sigchld_ev == NULL || evsignal_add(sigchld_ev, NULL) < 0)
@@ -1239,4 +1655,8 @@ tasks_free(void)
 	}
 	n_queues = 0;
 	idle_cb = NULL;
+	free(restored);
+	restored = NULL;
+	n_restored = cap_restored = 0;
+	last_slot = 0;
 }

@@ -8,6 +8,7 @@
 #ifndef WAITERD_TASKS_H
 #define WAITERD_TASKS_H
 
+#include "state.pb-c.h"
 #include "waiterd.h"
 
 /* Defaults and bounds, each with its reason. */
@@ -29,6 +30,14 @@ void tasks_free(void);
 /* c's output drained and it has caught up with the bus: read again the
  * pipes of paced tasks it owns (or that lost their owner). */
 void tasks_conn_drained(struct conn *c);
+
+/* Start-up with a state directory (state.c): put back a task or a queue's
+ * setting read from the state file; then, once events can be published,
+ * end the tasks that were running as lost (killing what is left of them)
+ * and queue the rest, to start on the loop's first lap. */
+void tasks_restore(uint64_t id, const Waiter__State__V1__StoredObject *so);
+void tasks_restore_queue(uint64_t id, const Waiter__State__V1__StoredObject *so);
+void tasks_resume(void);
 
 op_fn tasks_op_submit;
 op_fn tasks_op_kill;

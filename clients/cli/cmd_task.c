@@ -54,8 +54,14 @@ cli_task_status(const Waiter__V1__ObjectInfo *o)
 	case WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED:
 		return EXIT_OK;
 	case WAITER__V1__TASK_STATE__TASK_STATE_DEPENDENCY_FAILED:
+		if (t->error[0] != '\0')
+			return cli_fail(EXIT_ERROR, "task %llu did not run: %s",
+			    (unsigned long long)o->id, t->error);
 		return cli_fail(EXIT_ERROR, "task %llu did not run: a task it runs after "
 		    "did not succeed", (unsigned long long)o->id);
+	case WAITER__V1__TASK_STATE__TASK_STATE_LOST:
+		return cli_fail(EXIT_ERROR, "task %llu was lost: %s", (unsigned long long)o->id,
+		    t->error);
 	default:
 		break;
 	}
@@ -326,7 +332,8 @@ tasks_row(const Waiter__V1__ObjectInfo *o)
 	    t->state));
 	if (t->signal != 0)
 		snprintf(exit_s, sizeof exit_s, "sig%d", t->signal);
-	else if (o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE && t->pid != 0)
+	else if (o->state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE && t->pid != 0 &&
+	    t->state != WAITER__V1__TASK_STATE__TASK_STATE_LOST)    /* status unknown */
 		snprintf(exit_s, sizeof exit_s, "%d", t->exit_code);
 	cmd[0] = '\0';
 	for (size_t i = 0; i < t->n_argv && n < sizeof cmd - 1; i++)
@@ -355,7 +362,7 @@ tasks_main(const struct cmd *c, int argc, char **argv)
 			state = out_enum_value(&waiter__v1__task_state__descriptor, optarg);
 			if (state < 0)
 				cli_usage(c, "unknown state '%s' (waiting, queued, running, "
-				    "succeeded, failed, timed_out, cancelled, dependency_failed)",
+				    "succeeded, failed, timed_out, cancelled, dependency_failed, lost)",
 				    optarg);
 		} else if (ch == 'q') {
 			queue = optarg;
@@ -399,7 +406,7 @@ const struct cmd cmd_tasks = {
 	"List tasks: pending ones and finished ones the daemon still keeps.\n"
 	"\n"
 	"  --state S   only tasks in state S (waiting, queued, running, succeeded,\n"
-	"              failed, timed_out, cancelled, dependency_failed)\n"
+	"              failed, timed_out, cancelled, dependency_failed, lost)\n"
 	"  --queue Q   only tasks of queue Q\n",
 	tasks_main,
 };

@@ -265,7 +265,8 @@ class Logs:
 @dataclass
 class TaskResult:
     """How a task ended. ``state`` is ``"succeeded"``, ``"failed"``,
-    ``"timed_out"``, ``"cancelled"`` or ``"dependency_failed"``;
+    ``"timed_out"``, ``"cancelled"``, ``"dependency_failed"`` or ``"lost"``
+    (it was running when the daemon died);
     ``exit_code`` is valid when ``signal`` is 0; ``stdout``/``stderr`` are
     the kept tails; ``duration`` is seconds from start to end (0 if it never
     ran); ``error`` says why it could not start; ``info`` is the ObjectInfo."""

@@ -141,7 +141,8 @@ def tasks(state: Optional[str] = None, queue: Optional[str] = None,
     """Tasks, optionally of one task state and one queue."""
     if state is not None:       # "RUNNING", "task_state_running", 2: "running"
         state = enum_name(pb.TaskState.DESCRIPTOR, enum_value(pb.TaskState.DESCRIPTOR, state))
-    done = {"succeeded", "failed", "timed_out", "cancelled", "dependency_failed"}
+    done = {"succeeded", "failed", "timed_out", "cancelled", "dependency_failed",
+            "lost"}
     objs = yield from list_objects("task", finished or state in done)
     return [o for o in objs if o.task is not None
             and (state is None or o.task.state == state)
