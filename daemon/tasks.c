@@ -848,6 +848,11 @@ task_admit(struct object *o)
 	} else {
 		task_enqueue(t);
 	}
+	/* The `after` tasks that had succeeded already are met: say so in its
+	 * record, before they can be forgotten. */
+	if (d >= 0 && t->n_after > 0 && t->obj.durable &&
+	    t->obj.state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+		task_persist(&t->obj);
 }
 
 static bool

@@ -295,3 +295,189 @@ refused_start() {
 	[ "$rc" -eq 69 ]
 	grep -q "no daemon came back to answer for $id" "$TESTDIR/err"
 }
+
+# Wait until process $1 is gone or a zombie (an orphan's reaper may be
+# slow, or none), at most 20 s.
+wait_dead() {
+	for _ in $(seq 1 $((1000 * WAITER_TEST_SLOW))); do
+		[ -e "/proc/$1/stat" ] || return 0
+		[ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" = Z ] && return 0
+		sleep 0.02
+	done
+	echo "process $1 still runs" >&2
+	return 1
+}
+
+@test "tasks after SIGKILL: queued ones run, results stay readable, running ones are lost with no process left" {
+	start_daemon --state-dir "$STATE"
+	"$WAITER" queue set one --parallel 1 >/dev/null
+	mkdir "$TESTDIR/work"
+	printf 'from stdin\n' >"$TESTDIR/in"
+	# A: running, with a child in its process group.
+	a=$("$WAITER" submit --queue one --name a -- sh -c \
+	    "sleep 1000 & echo \$! >'$TESTDIR/child'; wait")
+	wait_task_running "$a"
+	wait_for_line "$TESTDIR/child" '[0-9]'
+	a_pid=$("$WAITER" --json show "$a" | jq -r .task.pid)
+	child=$(cat "$TESTDIR/child")
+	# B: queued behind A, with stdin, environment and working directory.
+	b=$("$WAITER" submit --queue one --name b --stdin "$TESTDIR/in" --env FOO=bar \
+	    --cwd "$TESTDIR/work" -- sh -c 'cat; echo "$FOO"; pwd')
+	# C: finished, its output kept. D: waits for A.
+	c=$("$WAITER" submit -- sh -c 'echo out; echo err >&2; exit 3')
+	run "$WAITER" wait "$c"
+	[ "$status" -eq 3 ]
+	d=$("$WAITER" submit --after "$a" -- echo never)
+	[ "$("$WAITER" --json show "$d" | jq -r .task.state)" = waiting ]
+	crash
+	start_daemon --state-dir "$STATE"
+	# A is lost, and nothing of it runs on.
+	run "$WAITER" wait "$a"
+	[ "$status" -eq 1 ]
+	assert_output --partial "task $a was lost: the daemon stopped while it ran (pid $a_pid)"
+	assert_output --partial "were killed"
+	wait_dead "$a_pid"
+	wait_dead "$child"
+	# B runs now, as it was submitted.
+	run "$WAITER" wait "$b"
+	assert_success
+	run "$WAITER" logs "$b"
+	assert_output "from stdin
+bar
+$TESTDIR/work"
+	# C's result and output are as they were.
+	run "$WAITER" --json show "$c"
+	[ "$(echo "$output" | jq -r .task.state)" = failed ]
+	[ "$(echo "$output" | jq -r .task.exit_code)" = 3 ]
+	[ "$("$WAITER" logs "$c" 2>/dev/null)" = out ]
+	[ "$("$WAITER" logs "$c" --stderr)" = err ]
+	# D never runs: what it waited for was lost.
+	[ "$("$WAITER" --json show "$d" | jq -r .task.state)" = dependency_failed ]
+	# The queue keeps its parallelism; names and ids go on.
+	run "$WAITER" --json queues
+	[ "$(echo "$output" | jq -r 'select(.name == "one") | .parallel')" = 1 ]
+	[ "$("$WAITER" submit --name a -- true)" = "$a" ]
+	e=$("$WAITER" submit -- true)
+	[ "$e" -gt "$d" ]
+	# The lost task's event is in the log of events, for followers.
+	"$WAITER" --json events --since 0 --id "$a" --kind task_done |
+	    jq -r 'select(.kind == "task_done") | .task_done.task.state' | grep -qx lost
+}
+
+@test "a lost task whose processes had already exited is lost, and nothing is killed" {
+	start_daemon --state-dir "$STATE"
+	a=$("$WAITER" submit -- sh -c "echo \$\$ >'$TESTDIR/pid'; exec sleep 1000")
+	wait_task_running "$a"
+	wait_for_line "$TESTDIR/pid" '[0-9]'
+	kill -STOP "$DAEMON_PID"
+	kill -KILL "$(cat "$TESTDIR/pid")"
+	wait_dead "$(cat "$TESTDIR/pid")"
+	kill -KILL "$DAEMON_PID"
+	wait_gone "$DAEMON_PID"
+	start_daemon --state-dir "$STATE"
+	run "$WAITER" wait "$a"
+	[ "$status" -eq 1 ]
+	assert_output --partial "had ended before the restart; its exit status is unknown"
+	grep -q "msg=task_lost task=$a .*killed=no" "$DAEMON_LOG"
+}
+
+@test "a task waiting on two: the one that succeeded before the crash still counts after it is forgotten" {
+	start_daemon --state-dir "$STATE"
+	"$WAITER" queue set hold --parallel 1 >/dev/null
+	h=$("$WAITER" submit --queue hold -- sleep 1000)
+	wait_task_running "$h"
+	x=$("$WAITER" submit --queue hold -- true)
+	a=$("$WAITER" submit -- true)
+	"$WAITER" wait "$a"
+	b=$("$WAITER" submit --after "$a" --after "$x" -- echo ran)
+	[ "$("$WAITER" --json show "$b" | jq -r .task.state)" = waiting ]
+	"$WAITER" after 1h >/dev/null       # everything before it is durable
+	crash
+	# Keep one finished object: A, which ended first, is forgotten.
+	start_daemon --state-dir "$STATE" --keep-finished 1
+	run "$WAITER" show "$a"
+	assert_failure
+	run "$WAITER" wait "$b"
+	assert_success
+	[ "$("$WAITER" logs "$b")" = ran ]
+}
+
+@test "a clean stop ends running tasks as cancelled and keeps queued ones for the next start" {
+	start_daemon --state-dir "$STATE"
+	"$WAITER" queue set one --parallel 1 >/dev/null
+	a=$("$WAITER" submit --queue one -- sleep 1000)
+	wait_task_running "$a"
+	b=$("$WAITER" submit --queue one -- echo later)
+	"$WAITER" shutdown
+	wait_gone "$DAEMON_PID"
+	start_daemon --state-dir "$STATE"
+	[ "$("$WAITER" --json show "$a" | jq -r .task.state)" = cancelled ]
+	run "$WAITER" wait "$b"
+	assert_success
+	[ "$("$WAITER" logs "$b")" = later ]
+}
+
+@test "a full disk refuses a task, which never runs; the daemon goes on" {
+	mkdir -m 700 "$STATE"
+	mount -t tmpfs -o size=512k,mode=0700 waiter-test "$STATE"
+	MOUNTED=$STATE
+	start_daemon --state-dir "$STATE"
+	dd if=/dev/zero of="$STATE/fill" bs=4k 2>/dev/null || true
+	run "$WAITER" submit -- touch "$TESTDIR/ran"
+	assert_failure
+	assert_output --partial "could not be written"
+	[ ! -e "$TESTDIR/ran" ]
+	rm -f "$STATE/fill"
+	id=$("$WAITER" submit -- touch "$TESTDIR/ok")
+	"$WAITER" wait "$id"
+	[ -e "$TESTDIR/ok" ]
+	[ ! -e "$TESTDIR/ran" ]
+}
+
+@test "SIGKILL three times in a busy workload: every acknowledged object is back, every task ends, no process is left" {
+	start_daemon --state-dir "$STATE"
+	"$WAITER" queue set busy --parallel 3 >/dev/null
+	mkdir "$TESTDIR/pids"
+	: >"$TESTDIR/tasks"
+	: >"$TESTDIR/timers"
+	for round in 1 2 3; do
+		# A client submitting tasks and timers, appending each id once
+		# it is acknowledged; it stops at the first refusal (the crash).
+		(
+			for i in $(seq 1 60); do
+				id=$("$WAITER" submit --queue busy -- sh -c \
+				    "echo \$\$ >'$TESTDIR/pids/'\$\$; sleep 0.$((i % 4))") || exit 0
+				echo "$id" >>"$TESTDIR/tasks"
+				id=$("$WAITER" after "$((i % 3))s") || exit 0
+				echo "$id" >>"$TESTDIR/timers"
+			done
+		) &
+		load=$!
+		for _ in $(seq 1 $((1000 * WAITER_TEST_SLOW))); do
+			[ "$(wc -l <"$TESTDIR/tasks")" -ge $((round * 12)) ] && break
+			sleep 0.02
+		done
+		crash
+		wait "$load" || true
+		start_daemon --state-dir "$STATE"
+		while read -r id; do
+			run "$WAITER" --json show "$id"
+			[ "$status" -eq 0 ] || { echo "task $id was acknowledged, then lost: $output"; false; }
+		done <"$TESTDIR/tasks"
+		while read -r id; do
+			run "$WAITER" --json show "$id"
+			[ "$status" -eq 0 ] || { echo "timer $id was acknowledged, then lost: $output"; false; }
+		done <"$TESTDIR/timers"
+	done
+	# Every task ends: it ran, or it was running at a crash and is lost.
+	while read -r id; do
+		"$WAITER" wait "$id" 2>/dev/null || true
+		state=$("$WAITER" --json show "$id" | jq -r .task.state)
+		case $state in succeeded|lost) ;; *) echo "task $id: $state"; false ;; esac
+	done <"$TESTDIR/tasks"
+	for f in "$TESTDIR"/pids/*; do
+		wait_dead "$(basename "$f")"
+	done
+	# Ids never repeat across the crashes.
+	[ "$(sort "$TESTDIR/tasks" "$TESTDIR/timers" | uniq -d | wc -l)" -eq 0 ]
+}
