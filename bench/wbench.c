@@ -12,6 +12,9 @@
  *   wbench timers SOCKET N
  *	create N one-hour timers of lifetime daemon, 512 in flight; prints
  *	the seconds it took.
+ *   wbench submit SOCKET N
+ *	submit N /bin/true tasks to a queue another task holds, so none runs;
+ *	prints the seconds from the first submission to the last reply
  *   wbench tasks SOCKET N PARALLEL
  *	submit N /bin/true tasks to queue "wbench" (parallelism PARALLEL);
  *	prints the seconds from the first submit to the last TaskDone.
@@ -632,6 +635,72 @@ cmd_tasks(int argc, char **argv)
 	conn_close(&c);
 	if (failed > 0)
 		die("%" PRIu64 " of %" PRIu64 " tasks did not succeed", failed, n);
+	return 0;
+}
+
+/*
+ * Submission alone: one task holds queue "wbench-held" (parallelism 1), so
+ * the N tasks submitted after it stay queued and no process is spawned;
+ * the time is from the first submission to the last reply. The daemon's
+ * stop cancels them (or, with a state directory, keeps them).
+ */
+static int
+cmd_submit(int argc, char **argv)
+{
+	Waiter__V1__Request req = WAITER__V1__REQUEST__INIT;
+	Waiter__V1__QueueSet qs = WAITER__V1__QUEUE_SET__INIT;
+	Waiter__V1__TaskSubmit ts = WAITER__V1__TASK_SUBMIT__INIT;
+	char *hold[] = { "sleep", "3600" }, *targv[] = { "/bin/true" };
+	struct conn c;
+	uint64_t n;
+	double t0;
+
+	if (argc != 4)
+		return -1;
+	n = count_arg(argv[3], "N");
+	conn_hello(&c, argv[2]);
+	qs.queue = "wbench-held";
+	qs.parallel = 1;
+	req.id = 1;
+	req.op_case = WAITER__V1__REQUEST__OP_QUEUE_SET;
+	req.queue_set = &qs;
+	send_request(c.fd, &req);
+	await_reply(&c, 1);
+	ts.queue = "wbench-held";
+	ts.n_argv = 2;
+	ts.argv = hold;
+	req.id = 2;
+	req.op_case = WAITER__V1__REQUEST__OP_TASK_SUBMIT;
+	req.task_submit = &ts;
+	send_request(c.fd, &req);
+	await_reply(&c, 2);
+	ts.n_argv = 1;
+	ts.argv = targv;
+	c.sent = c.done = 0;
+	t0 = now_s();
+	while (c.done < n) {
+		struct pollfd pfd = { .fd = c.fd, .events = POLLIN };
+		size_t off = 0;
+		const uint8_t *p;
+		uint32_t len;
+
+		while (c.sent < n && c.sent - c.done < CREATE_WINDOW) {
+			req.id = ++c.sent + 2;
+			send_request(c.fd, &req);
+		}
+		if (conn_fill(&c) == 0 && poll(&pfd, 1, STALL_MS) == 0)
+			die("no reply in %d ms", STALL_MS);
+		while (conn_frame(&c, &off, &p, &len)) {
+			Waiter__V1__ServerMessage *m = decode(p, len);
+
+			check_reply(m);
+			c.done += m->msg_case == WAITER__V1__SERVER_MESSAGE__MSG_REPLY;
+			waiter__v1__server_message__free_unpacked(m, NULL);
+		}
+		conn_consume(&c, off);
+	}
+	printf("%.3f\n", now_s() - t0);
+	conn_close(&c);
 	return 0;
 }
 
@@ -1370,6 +1439,7 @@ static const struct {
 	{ "fanout", cmd_fanout },
 	{ "timerfd", cmd_timerfd },
 	{ "tasks", cmd_tasks },
+	{ "submit", cmd_submit },
 	{ "spawn", cmd_spawn },
 	{ "watch", cmd_watch },
 	{ "watch-cmd", cmd_watch_cmd },
@@ -1391,6 +1461,7 @@ main(int argc, char **argv)
 	    "       wbench fanout N SUBSCRIBERS\n"
 	    "       wbench timerfd N\n"
 	    "       wbench tasks SOCKET N PARALLEL\n"
+	    "       wbench submit SOCKET N\n"
 	    "       wbench spawn N PARALLEL\n"
 	    "       wbench watch SOCKET DIR N\n"
 	    "       wbench watch-cmd [-i TEXT] DIR N CMD...\n"

@@ -663,6 +663,34 @@ task_resolve(struct task *t, int *err)
 	return NULL;
 }
 
+/*
+ * The task's environment, plus WAITER_TASK=INSTANCE/ID (any such entry it
+ * inherited from a task that submitted it replaced): the task may read its
+ * id there, and after a crash the daemon finds by it the processes of a
+ * task whose start it had not yet written down (task_orphans). The array
+ * is malloc'd, its strings are t's and one static buffer.
+ */
+static char **
+task_env(struct task *t)
+{
+	static char mark[64];
+	size_t n = 0, i = 0;
+	char **env;
+
+	snprintf(mark, sizeof mark, "WAITER_TASK=%llx/%llu",
+	    (unsigned long long)state_instance(), (unsigned long long)t->obj.id);
+	while (t->env != NULL && t->env[n] != NULL)
+		n++;
+	if ((env = calloc(n + 2, sizeof *env)) == NULL)
+		fatal("calloc");
+	for (size_t j = 0; j < n; j++)
+		if (strncmp(t->env[j], "WAITER_TASK=", 12) != 0)
+			env[i++] = t->env[j];
+	env[i++] = mark;
+	env[i] = NULL;
+	return env;
+}
+
 static int
 task_spawn(struct task *t, const char **why)
 {
@@ -670,7 +698,7 @@ task_spawn(struct task *t, const char **why)
 	posix_spawnattr_t at;
 	sigset_t none, all;
 	int out[2][2] = { { -1, -1 }, { -1, -1 } }, in[2] = { -1, -1 }, rc, err;
-	char *exe = task_resolve(t, &err);
+	char *exe = task_resolve(t, &err), **env;
 
 	struct stat st;
 
@@ -706,7 +734,9 @@ task_spawn(struct task *t, const char **why)
 	posix_spawnattr_setpgroup(&at, 0);      /* its own process group */
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &all);   /* we ignore SIGPIPE; it must not */
-	rc = posix_spawn(&t->pid, exe, &fa, &at, t->argv, t->env);
+	env = task_env(t);
+	rc = posix_spawn(&t->pid, exe, &fa, &at, t->argv, env);
+	free(env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
 	if (rc != 0) {
@@ -1300,6 +1330,74 @@ queue_persist(struct queue *q)
 	state_put_record(STATE_QUEUE_ID + q->slot, STATE_KIND_QUEUE, &so);
 }
 
+/*
+ * After a crash: the processes whose environment carries WAITER_TASK of a
+ * task the state file holds as active (task_env). One whose record does
+ * not say it runs was started all the same, its start not yet written
+ * down when the daemon died: it is lost too. Every such process, and its
+ * process group, gets SIGKILL: also what a lost task started in a group
+ * or session of its own. (A process that replaced its environment is not
+ * found this way; its group is, by task_lost.)
+ */
+static void
+task_orphans(void)
+{
+	char prefix[64], path[64], *buf;
+	size_t plen, cap = 256 * 1024;
+	struct dirent *de;
+	DIR *d;
+
+	if (n_restored == 0 || (d = opendir("/proc")) == NULL)
+		return;
+	plen = (size_t)snprintf(prefix, sizeof prefix, "WAITER_TASK=%llx/",
+	    (unsigned long long)state_instance());
+	if ((buf = malloc(cap)) == NULL)
+		fatal("malloc");
+	while ((de = readdir(d)) != NULL) {
+		pid_t pid = (pid_t)atoi(de->d_name), grp = 0;
+		size_t n = 0;
+		ssize_t r;
+		int fd;
+
+		if (pid <= 0 || pid == getpid())
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			continue;       /* gone, or another user's */
+		while (n < cap - 1 && (r = read(fd, buf + n, cap - 1 - n)) > 0)
+			n += (size_t)r;
+		close(fd);
+		buf[n] = '\0';
+		for (char *e = buf; e < buf + n; e += strlen(e) + 1) {
+			struct task *t;
+
+			if (strncmp(e, prefix, plen) != 0)
+				continue;
+			t = (struct task *)objects_find(strtoull(e + plen, NULL, 10));
+			if (t == NULL || t->obj.ops != &task_ops ||
+			    t->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+				break;
+			if (t->state != WAITER__V1__TASK_STATE__TASK_STATE_LOST) {
+				t->state = WAITER__V1__TASK_STATE__TASK_STATE_LOST;
+				t->pid = pid;
+				free(t->error);
+				if (asprintf(&t->error, "the daemon stopped as it started the task, "
+				    "before it wrote that down (pid %d): its processes were still "
+				    "running, and were killed", (int)pid) < 0)
+					t->error = NULL;
+			}
+			log_info("task_orphan task=%llu pid=%d", (unsigned long long)t->obj.id,
+			    (int)pid);
+			if (proc_start(pid, &grp) != 0 && grp > 1 && grp != getpgrp())
+				kill(-grp, SIGKILL);
+			kill(pid, SIGKILL);
+			break;
+		}
+	}
+	closedir(d);
+	free(buf);
+}
+
 /* The first lap: start what the queues allow. */
 static void
 tasks_pump_all(evutil_socket_t fd, short what, void *arg)
@@ -1317,6 +1415,7 @@ tasks_resume(void)
 {
 	struct timeval now = { 0, 0 };
 
+	task_orphans();
 	/* In id order, so a task's `after` tasks are settled before it. */
 	resuming = true;
 	for (size_t i = 0; i < n_restored; i++) {

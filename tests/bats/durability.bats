@@ -481,3 +481,31 @@ $TESTDIR/work"
 	# Ids never repeat across the crashes.
 	[ "$(sort "$TESTDIR/tasks" "$TESTDIR/timers" | uniq -d | wc -l)" -eq 0 ]
 }
+
+@test "a task started but not yet written down as started when the daemon dies is found by WAITER_TASK, killed and lost" {
+	mkdir -m 700 "$STATE"
+	mount -t tmpfs -o size=512k,mode=0700 waiter-test "$STATE"
+	MOUNTED=$STATE
+	start_daemon --state-dir "$STATE"
+	"$WAITER" queue set one --parallel 1 >/dev/null
+	h=$("$WAITER" submit --queue one -- sh -c "echo \$\$ >'$TESTDIR/h'; exec sleep 1000")
+	wait_task_running "$h"
+	wait_for_line "$TESTDIR/h" '[0-9]'
+	x=$("$WAITER" submit --queue one -- sh -c \
+	    "echo \"\$WAITER_TASK\" >'$TESTDIR/mark'; echo \$\$ >'$TESTDIR/x'; exec sleep 1000")
+	# The disk fills: X's start cannot be written down.
+	dd if=/dev/zero of="$STATE/fill" bs=4k 2>/dev/null || true
+	kill "$(cat "$TESTDIR/h")"
+	wait_task_running "$x"
+	wait_for_line "$TESTDIR/x" '[0-9]'
+	x_pid=$(cat "$TESTDIR/x")
+	[ "$(cut -d/ -f2 "$TESTDIR/mark")" = "$x" ]
+	crash
+	rm -f "$STATE/fill"
+	start_daemon --state-dir "$STATE"
+	wait_dead "$x_pid"
+	run "$WAITER" wait "$x"
+	[ "$status" -eq 1 ]
+	assert_output --partial "before it wrote that down (pid $x_pid)"
+	grep -q "msg=task_orphan task=$x pid=$x_pid" "$DAEMON_LOG"
+}
