@@ -100,6 +100,30 @@ class Decoder:
 
 # ------------------------------------------------------- values and enums
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def reconnect_bound(reconnect: Optional[Seconds]) -> float:
+    """How long a wait reconnects when the daemon goes away: ``reconnect``
+    seconds if given, else $WAITER_RECONNECT_TIMEOUT (as the CLI reads it:
+    ``30s``, ``300ms``, ``2m``, or plain seconds), else 30; 0 never."""
+    if reconnect is not None:
+        return max(0.0, float(reconnect))
+    text = os.environ.get("WAITER_RECONNECT_TIMEOUT", "").strip()
+    if not text:
+        return 30.0
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit):
+            try:
+                return max(0.0, float(text[:-len(unit)]) * _UNITS[unit])
+            except ValueError:
+                break
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        raise ValueError(f"WAITER_RECONNECT_TIMEOUT: not a duration: {text!r}") from None
+
+
 def to_us(seconds: Optional[Seconds], what: str = "duration") -> int:
     """Seconds (float) to wire microseconds; None is 0 (not set)."""
     if seconds is None:

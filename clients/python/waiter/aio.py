@@ -22,9 +22,9 @@ from . import waiter_pb2 as pb
 from ._codec import (Decoder, Event, EventBuffer, Handle, IdLike, Logs,
                      ObjectInfo, Record, Seconds, StreamState, TaskResult,
                      check_default_peer, encode, is_default_path, object_id,
-                     socket_path, subscribe_request, to_record)
-from .errors import (ConnectionLost, Error, EventsLost, PermissionDenied, Unreachable,
-                     from_code)
+                     reconnect_bound, socket_path, subscribe_request, to_record)
+from .errors import (ConnectionLost, Error, EventsLost, NotFound, PermissionDenied,
+                     ShuttingDown, TimedOut, Unreachable, from_code)
 
 __all__ = ["connect", "Client", "Timer", "Watch", "Task", "EventStream"]
 
@@ -211,6 +211,7 @@ class Client:
         self.server_version: str = r.server_version
         self.max_frame: int = r.max_frame
         self.last_seq: int = r.last_seq
+        self.instance: int = r.instance
         return self
 
     async def reconnect(self) -> None:
@@ -499,10 +500,37 @@ class Client:
         """Cancel an object by id, name or handle."""
         await self._run(_ops.cancel(id))
 
-    async def wait(self, id: IdLike,
-                   timeout: Optional[Seconds] = None) -> Union[TaskResult, ObjectInfo]:
-        """Wait until the object finishes (see waiter.Client.wait)."""
-        return await self._run(_ops.wait(id, timeout))
+    async def wait(self, id: IdLike, timeout: Optional[Seconds] = None,
+                   reconnect: Optional[Seconds] = None) -> Union[TaskResult, ObjectInfo]:
+        """Wait until the object finishes, riding out a restart of the daemon
+        (see waiter.Client.wait)."""
+        loop = asyncio.get_running_loop()
+        bound = reconnect_bound(reconnect)
+        end = None if timeout is None else loop.time() + float(timeout)
+        while True:
+            left = None if end is None else max(0.0, end - loop.time())
+            try:
+                return await self._run(_ops.wait(id, left))
+            except (ConnectionLost, ShuttingDown) as e:
+                if bound <= 0:
+                    raise
+                instance = self.instance
+                limit = loop.time() + bound
+                while True:
+                    try:
+                        await self.reconnect()
+                        break
+                    except (Unreachable, ConnectionLost, ShuttingDown, OSError):
+                        now = loop.time()
+                        if end is not None and now >= end:
+                            raise TimedOut("the wait's timeout passed while the daemon "
+                                           "was away") from e
+                        if now >= limit:
+                            raise e
+                        await asyncio.sleep(0.05)
+                if self.instance != instance:
+                    raise NotFound(f"the daemon at {self.path} restarted without its "
+                                   f"state: {id} is gone") from e
 
     async def logs(self, id: IdLike) -> Logs:
         """A task's captured output."""

@@ -22,10 +22,10 @@ from . import _ops
 from . import waiter_pb2 as pb
 from ._codec import (Decoder, Event, EventBuffer, Handle, IdLike, Logs,
                      ObjectInfo, Record, Seconds, StreamState, TaskResult,
-                     check_default_peer, encode, is_default_path, socket_path,
-                     subscribe_request, to_record)
-from .errors import (ConnectionLost, Error, EventsLost, PermissionDenied, Unreachable,
-                     from_code)
+                     check_default_peer, encode, is_default_path, reconnect_bound,
+                     socket_path, subscribe_request, to_record)
+from .errors import (ConnectionLost, Error, EventsLost, NotFound, PermissionDenied,
+                     ShuttingDown, TimedOut, Unreachable, from_code)
 
 __all__ = ["Client", "Timer", "Watch", "Task", "EventStream", "connect_socket"]
 
@@ -246,6 +246,7 @@ class Client:
         self.server_version: str = r.server_version
         self.max_frame: int = r.max_frame
         self.last_seq: int = r.last_seq
+        self.instance: int = r.instance
 
     def reconnect(self) -> None:
         """Close this connection (if open) and open a new one to the same
@@ -546,10 +547,50 @@ class Client:
         """Cancel an object by id, name or handle."""
         self._run(_ops.cancel(id))
 
-    def wait(self, id: IdLike, timeout: Optional[Seconds] = None) -> Union[TaskResult, ObjectInfo]:
+    def wait(self, id: IdLike, timeout: Optional[Seconds] = None,
+             reconnect: Optional[Seconds] = None) -> Union[TaskResult, ObjectInfo]:
         """Block until the object finishes: a TaskResult for a task, else the
-        ObjectInfo (``state``, ``last_event``). Raises TimedOut after ``timeout``."""
-        return self._run(_ops.wait(id, timeout))
+        ObjectInfo (``state``, ``last_event``). Raises TimedOut after ``timeout``.
+
+        If the daemon goes away meanwhile (a crash, a stop, a restart), this
+        connects again, trying for up to ``reconnect`` seconds (default
+        $WAITER_RECONNECT_TIMEOUT, else 30; 0: raise at once), and waits on:
+        a daemon with a state directory still has the object
+        (doc/durability.md). If the daemon that answers serves another id
+        space (``instance``: it came back without its state), raises
+        NotFound; if none came back in time, the error that ended the wait."""
+        bound = reconnect_bound(reconnect)
+        end = None if timeout is None else time.monotonic() + float(timeout)
+        while True:
+            left = None if end is None else max(0.0, end - time.monotonic())
+            try:
+                return self._run(_ops.wait(id, left))
+            except (ConnectionLost, ShuttingDown) as e:
+                if bound <= 0:
+                    raise
+                instance = self.instance
+                self._reconnect_within(bound, end, e)
+                if self.instance != instance:
+                    raise NotFound(f"the daemon at {self.path} restarted without its "
+                                   f"state: {id} is gone") from e
+
+    def _reconnect_within(self, bound: float, end: Optional[float], why: Error) -> None:
+        """Connect again, retrying every 50 ms for up to bound seconds (not
+        past end, the caller's timeout); raise why, or TimedOut, if none
+        answers."""
+        limit = time.monotonic() + bound
+        while True:
+            try:
+                self.reconnect()
+                return
+            except (Unreachable, ConnectionLost, ShuttingDown, OSError):
+                now = time.monotonic()
+                if end is not None and now >= end:
+                    raise TimedOut("the wait's timeout passed while the daemon was "
+                                   "away") from why
+                if now >= limit:
+                    raise why
+                time.sleep(0.05)
 
     def logs(self, id: IdLike) -> Logs:
         """A task's captured stdout and stderr (the kept tails)."""
