@@ -79,6 +79,8 @@ state_open(char **why)
 		store_meta_set(STATE_META_INSTANCE, instance);
 	}
 	objects_start_ids();
+	if (events_restore(why) < 0)
+		return -1;
 	events_start_seq();
 	/* The counters' first blocks are durable before anyone sees them. */
 	if (store_commit_now(why) < 0)
