@@ -161,7 +161,8 @@ restore_one(uint64_t seq, uint64_t object_id, uint32_t kind, const void *msg,
 	(void)object_id, (void)kind, (void)arg;
 	sm = waiter__v1__server_message__unpack(NULL, len, msg);
 	if (sm == NULL || sm->msg_case != WAITER__V1__SERVER_MESSAGE__MSG_EVENT ||
-	    sm->event->seq != seq || seq <= last_seq || len > UINT32_MAX - FRAME_HEADER_LEN) {
+	    sm->event->seq != seq || seq <= last_seq ||
+	    len > UINT32_MAX - FRAME_HEADER_LEN) {
 		/* Never silent loss: it counts as dropped, so the events
 		 * before it go too, and a replay over it says EVENTS_LOST. */
 		log_warn("state_event_unreadable seq=%llu bytes=%zu: skipped, with the "
@@ -407,7 +408,9 @@ events_pump(struct conn *c)
 			i = ring_after(b->cursor);
 		e = i < ring_n ? ring_at(i) : NULL;
 		if (b->replaying && (e == NULL || e->seq > b->replay_to)) {
-			b->cursor = b->replay_to;       /* seqs up to it never given */
+			/* Nothing retained up to its end: nothing lost
+			 * either, the cursor is past lost_upto. */
+			b->cursor = b->replay_to;
 			continue;
 		}
 		if (e == NULL) {
