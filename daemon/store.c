@@ -656,13 +656,14 @@ writer_main(void *unused)
 		pthread_mutex_unlock(&lock);
 
 		rc = commit(&batch);
+		if (rc == SQLITE_OK)
+			batch_free(&batch);     /* not under lock: the loop hands over */
 
 		pthread_mutex_lock(&lock);
 		if (rc == SQLITE_OK) {
 			committed = ticket;
 			counts.commits++;
 			counts.records += n;
-			batch_free(&batch);
 			backoff = 0;
 		} else {
 			failed = ticket;
