@@ -73,9 +73,10 @@ void store_delete(uint64_t id);
 void store_meta_set(uint32_t key, uint64_t value);
 /* Hand over a published event (loop thread), appended after the others,
  * and the oldest seq the ring still holds: the commit deletes the rows
- * below keep_from, and pending events below it are dropped unwritten, so
- * what waits for the disk never outgrows the ring (--retain-events,
- * --retain-bytes) however far the loop runs ahead of the writer. */
+ * below keep_from, and pending events below it are dropped unwritten. So
+ * however far the loop runs ahead of the writer, the events pending never
+ * outgrow the ring (--retain-events, --retain-bytes), nor does the batch
+ * being written. */
 void store_event_put(uint64_t seq, uint64_t object_id, uint32_t kind,
     const void *msg, size_t len, uint64_t keep_from);
 
