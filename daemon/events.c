@@ -27,13 +27,24 @@ struct ring_entry {
 	uint8_t *frame;         /* header + packed ServerMessage */
 };
 
+/*
+ * The retention ring: the newest events in publish order, ring_n entries
+ * from ring_head in a circular array of ring_cap (--retain-events). Seqs
+ * increase along it but need not be consecutive: after a crash with a
+ * state directory, seqs jump to the next reserved block (store_counter).
+ * So an entry is found by binary search, never by seq % ring_cap.
+ *
+ * Whatever was published and is no longer retained has a seq at most
+ * lost_upto, and every retained entry's is above it (the ring forgets its
+ * oldest first): a reader whose cursor is below lost_upto lost events; a
+ * seq between lost_upto and the oldest entry, or between two entries, was
+ * never given and is no loss.
+ */
 static struct ring_entry *ring;
-static size_t ring_cap;
+static size_t ring_cap, ring_head, ring_n;
+static size_t ring_bytes;       /* bounded by --retain-bytes */
+static uint64_t lost_upto;
 static uint64_t last_seq;
-/* The ring is bounded by bytes too (--retain-bytes): task output chunks are
- * up to 64 KiB each. Entries below floor_seq were dropped for bytes. */
-static uint64_t floor_seq = 1;
-static size_t ring_bytes;
 static struct store_counter seq_counter = { .key = STATE_META_NEXT_SEQ };
 static bool seq_unsafe_logged;
 static LIST_HEAD(, conn) subscribers = LIST_HEAD_INITIALIZER(subscribers);
@@ -47,16 +58,84 @@ events_init(void)
 		fatal("calloc ring");
 }
 
+/* The i-th retained entry, 0 the oldest. */
+static struct ring_entry *
+ring_at(size_t i)
+{
+	i += ring_head;
+	return &ring[i >= ring_cap ? i - ring_cap : i];
+}
+
+static void
+ring_drop_oldest(void)
+{
+	struct ring_entry *e = ring_at(0);
+
+	lost_upto = e->seq;
+	ring_bytes -= e->len;
+	free(e->frame);
+	e->frame = NULL;
+	ring_head = ring_head + 1 == ring_cap ? 0 : ring_head + 1;
+	ring_n--;
+}
+
+/* Append an entry (its frame is the ring's now). Past --retain-events or
+ * --retain-bytes, forget the oldest, never the newest. */
+static struct ring_entry *
+ring_push(uint64_t seq, uint64_t object_id, uint64_t owner, uint32_t kind,
+    uint8_t *frame, uint32_t len)
+{
+	struct ring_entry *e;
+
+	if (ring_n == ring_cap)
+		ring_drop_oldest();
+	e = ring_at(ring_n++);
+	e->seq = seq;
+	e->object_id = object_id;
+	e->owner = owner;
+	e->kind = kind;
+	e->frame = frame;
+	e->len = len;
+	ring_bytes += len;
+	while (ring_bytes > cfg.retain_bytes && ring_n > 1)
+		ring_drop_oldest();
+	return e;
+}
+
+/* The index of the first retained entry with a seq above seq (ring_n if
+ * none). */
+static size_t
+ring_after(uint64_t seq)
+{
+	size_t lo = 0, hi = ring_n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ring_at(mid)->seq <= seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* SubscribeReply.oldest_seq: 0 when nothing is retained (protocol.md). */
+static uint64_t
+events_oldest(void)
+{
+	return ring_n > 0 ? ring_at(0)->seq : 0;
+}
+
 void
 events_free(void)
 {
-	for (size_t i = 0; i < ring_cap; i++)
-		free(ring[i].frame);
+	while (ring_n > 0)
+		ring_drop_oldest();
 	free(ring);
 	ring = NULL;
-	ring_cap = ring_bytes = 0;
-	last_seq = 0;
-	floor_seq = 1;
+	ring_cap = ring_head = ring_bytes = 0;
+	last_seq = lost_upto = 0;
 }
 
 void
@@ -65,33 +144,68 @@ events_start_seq(void)
 	uint64_t first = store_counter_start(&seq_counter, last_seq + 1);
 
 	last_seq = first - 1;
-	floor_seq = first;      /* nothing older is in the ring */
+	/* Without stored events, what came before this run is not there. */
+	if (ring_n == 0)
+		lost_upto = last_seq;
+}
+
+/* One stored event back into the ring as it was published, owned by no
+ * connection (connection ids mean nothing after a restart). */
+static int
+restore_one(uint64_t seq, uint64_t object_id, uint32_t kind, const void *msg,
+    size_t len, void *arg)
+{
+	Waiter__V1__ServerMessage *sm;
+	uint8_t *frame;
+
+	(void)object_id, (void)kind, (void)arg;
+	sm = waiter__v1__server_message__unpack(NULL, len, msg);
+	if (sm == NULL || sm->msg_case != WAITER__V1__SERVER_MESSAGE__MSG_EVENT ||
+	    sm->event->seq != seq || seq <= last_seq ||
+	    len > UINT32_MAX - FRAME_HEADER_LEN) {
+		/* Never silent loss: it counts as dropped, so the events
+		 * before it go too, and a replay over it says EVENTS_LOST. */
+		log_warn("state_event_unreadable seq=%llu bytes=%zu: skipped, with the "
+		    "%zu retained before it", (unsigned long long)seq, len, ring_n);
+		if (sm != NULL)
+			waiter__v1__server_message__free_unpacked(sm, NULL);
+		while (ring_n > 0)
+			ring_drop_oldest();
+		if (seq > lost_upto)
+			lost_upto = seq;
+		if (seq > last_seq)
+			last_seq = seq;
+		return 0;
+	}
+	if ((frame = malloc(FRAME_HEADER_LEN + len)) == NULL)
+		fatal("malloc event");
+	frame_put_header(frame, (uint32_t)len);
+	memcpy(frame + FRAME_HEADER_LEN, msg, len);
+	/* What came before the oldest stored event is not there. */
+	if (ring_n == 0 && seq - 1 > lost_upto)
+		lost_upto = seq - 1;
+	ring_push(seq, sm->event->object_id, 0, (uint32_t)sm->event->kind, frame,
+	    (uint32_t)(FRAME_HEADER_LEN + len));
+	last_seq = seq;
+	waiter__v1__server_message__free_unpacked(sm, NULL);
+	return 0;
+}
+
+int
+events_restore(char **why)
+{
+	if (store_event_each(restore_one, NULL, why) < 0)
+		return -1;
+	log_info("events_restored retained=%zu bytes=%zu oldest_seq=%llu last_seq=%llu",
+	    ring_n, ring_bytes, (unsigned long long)events_oldest(),
+	    (unsigned long long)last_seq);
+	return 0;
 }
 
 uint64_t
 events_last_seq(void)
 {
 	return last_seq;
-}
-
-static uint64_t
-events_oldest(void)
-{
-	uint64_t by_count;
-
-	if (last_seq == 0)
-		return 0;
-	by_count = last_seq >= ring_cap ? last_seq - ring_cap + 1 : 1;
-	return by_count > floor_seq ? by_count : floor_seq;
-}
-
-static void
-ring_drop(struct ring_entry *e)
-{
-	ring_bytes -= e->len;
-	free(e->frame);
-	e->frame = NULL;
-	e->len = 0;
 }
 
 uint64_t
@@ -103,7 +217,7 @@ events_retained_bytes(void)
 uint64_t
 events_retained(void)
 {
-	return last_seq == 0 ? 0 : last_seq - events_oldest() + 1;
+	return ring_n;
 }
 
 static uint8_t *
@@ -167,10 +281,12 @@ bus_offer(struct conn *c, const struct ring_entry *e)
 	stats.events_delivered++;
 }
 
+/* Give ev the next seq and the time, and retain it. */
 static struct ring_entry *
-events_store(Event *ev, uint64_t owner)
+events_append(Event *ev, uint64_t owner)
 {
-	struct ring_entry *e;
+	uint8_t *frame;
+	uint32_t len;
 
 	store_counter_use(&seq_counter, last_seq + 1);
 	if (!store_counter_safe(&seq_counter, last_seq + 1) && !seq_unsafe_logged) {
@@ -181,29 +297,21 @@ events_store(Event *ev, uint64_t owner)
 	}
 	ev->seq = ++last_seq;
 	ev->time_us = clock_wall_us();
-	e = &ring[ev->seq % ring_cap];
-	ring_drop(e);
-	e->seq = ev->seq;
-	e->object_id = ev->object_id;
-	e->owner = owner;
-	e->kind = (uint32_t)ev->kind;
-	e->frame = events_pack(ev, &e->len);
-	ring_bytes += e->len;
+	frame = events_pack(ev, &len);
 	stats.events_published++;
-	/* Over the byte budget: forget the oldest, never the newest. */
-	if (floor_seq < events_oldest())
-		floor_seq = events_oldest();
-	while (ring_bytes > cfg.retain_bytes && floor_seq < ev->seq)
-		ring_drop(&ring[floor_seq++ % ring_cap]);
-	return e;
+	return ring_push(ev->seq, ev->object_id, owner, (uint32_t)ev->kind, frame, len);
 }
 
 uint64_t
 events_publish(Event *ev, struct conn *owner)
 {
-	struct ring_entry *e = events_store(ev, owner ? owner->id : 0);
+	struct ring_entry *e = events_append(ev, owner ? owner->id : 0);
 	struct conn *c;
 
+	/* The ring survives a restart: its rows go with the next commit. */
+	if (store_is_open())
+		store_event_put(e->seq, e->object_id, e->kind, e->frame + FRAME_HEADER_LEN,
+		    e->len - FRAME_HEADER_LEN, events_oldest());
 	LIST_FOREACH(c, &subscribers, bus.sub_link)
 		bus_offer(c, e);
 	if (owner != NULL && !owner->bus.subscribed)
@@ -217,10 +325,12 @@ bus_offer_cb(struct conn *c, void *arg)
 	bus_offer(c, arg);
 }
 
+/* Not stored: a SHUTDOWN tells the connections of this run that it ends;
+ * replayed after a restart, it would end every replay that met it. */
 uint64_t
 events_broadcast(Event *ev)
 {
-	struct ring_entry *e = events_store(ev, OWNER_ALL);
+	struct ring_entry *e = events_append(ev, OWNER_ALL);
 
 	server_foreach_conn(bus_offer_cb, e);
 	return e->seq;
@@ -229,11 +339,11 @@ events_broadcast(Event *ev)
 Waiter__V1__ServerMessage *
 events_lookup(uint64_t seq)
 {
+	size_t i = ring_after(seq - 1);
 	struct ring_entry *e;
 
-	if (seq == 0 || seq < events_oldest() || seq > last_seq)
+	if (seq == 0 || i == ring_n || (e = ring_at(i))->seq != seq)
 		return NULL;
-	e = &ring[seq % ring_cap];
 	return waiter__v1__server_message__unpack(NULL, e->len - FRAME_HEADER_LEN,
 	    e->frame + FRAME_HEADER_LEN);
 }
@@ -264,10 +374,11 @@ void
 events_pump(struct conn *c)
 {
 	struct conn_bus *b = &c->bus;
-	size_t scanned = 0;
+	size_t scanned = 0, i = SIZE_MAX;
 
+	/* Nothing here publishes, so the ring holds still while we pump: the
+	 * next entry is searched for once, then followed by index. */
 	while (b->behind && c->closing == CONN_OPEN) {
-		uint64_t next = b->cursor + 1, oldest = events_oldest();
 		struct ring_entry *e;
 
 		if (conn_output_len(c) >= cfg.max_output)
@@ -281,23 +392,37 @@ events_pump(struct conn *c)
 			bus_send_marker(c, WAITER__V1__EVENT_KIND__EVENT_KIND_REPLAY_DONE, 0, 0);
 			continue;
 		}
-		if (next > last_seq) {
+		if (b->cursor < lost_upto) {
+			/* A replay's marker stops at its end: what was lost
+			 * after comes after REPLAY_DONE, in a marker of its own. */
+			uint64_t to = b->replaying && b->replay_to < lost_upto ?
+			    b->replay_to : lost_upto;
+
+			stats.events_lost += to - b->cursor;
+			bus_send_marker(c, WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST,
+			    b->cursor + 1, to);
+			b->cursor = to;
+			continue;
+		}
+		if (i == SIZE_MAX)
+			i = ring_after(b->cursor);
+		e = i < ring_n ? ring_at(i) : NULL;
+		if (b->replaying && (e == NULL || e->seq > b->replay_to)) {
+			/* Nothing retained up to its end: nothing lost
+			 * either, the cursor is past lost_upto. */
+			b->cursor = b->replay_to;
+			continue;
+		}
+		if (e == NULL) {
 			b->behind = false;
 			return;
 		}
-		if (next < oldest) {
-			stats.events_lost += oldest - next;
-			bus_send_marker(c, WAITER__V1__EVENT_KIND__EVENT_KIND_EVENTS_LOST, next,
-			    oldest - 1);
-			b->cursor = oldest - 1;
-			continue;
-		}
-		e = &ring[next % ring_cap];
 		if (bus_matches(c, e)) {
 			conn_send_frame(c, e->frame, e->len);
 			stats.events_delivered++;
 		}
-		b->cursor = next;
+		b->cursor = e->seq;
+		i++;
 	}
 }
 

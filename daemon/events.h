@@ -3,7 +3,10 @@
  * subscribers, the retention ring, and per-connection backpressure.
  *
  * Every published event gets the next daemon-wide seq, is packed once into
- * a frame and stored in the retention ring (--retain-events). It goes to the
+ * a frame and kept in the retention ring (--retain-events, --retain-bytes)
+ * and, with a state directory, in the state file, so the ring survives a
+ * restart (events_restore). Seqs increase but may jump (after a crash,
+ * to the next reserved block): a gap is no loss. It goes to the
  * connection that owns the object and to every subscriber whose filter
  * matches. A connection over its output limit is marked "behind": it gets
  * nothing more until its output drains, then catches up from the ring; if
@@ -22,6 +25,10 @@ struct conn;
 
 void events_init(void);
 void events_free(void);
+/* With a state directory, at start-up: the stored events into the ring
+ * (a row that does not decode is skipped and logged). -1 with *why on a
+ * read error. Then events_start_seq(). */
+int events_restore(char **why);
 /* With a state directory: seqs continue past every seq ever given. */
 void events_start_seq(void);
 uint64_t events_last_seq(void);

@@ -87,6 +87,8 @@ state_open(char **why)
 		store_meta_set(STATE_META_INSTANCE, instance);
 	}
 	objects_start_ids();
+	if (events_restore(why) < 0)
+		return -1;
 	events_start_seq();
 	/* Now that events can be published: lost tasks end, the rest queue. */
 	tasks_resume();

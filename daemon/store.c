@@ -57,6 +57,25 @@ op_cmp(const struct op *a, const struct op *b)
 RB_HEAD(ops, op);
 RB_GENERATE_INTERNAL(ops, op, link, op_cmp, __attribute__((unused)) static)
 
+/* A retained event waiting to be committed. Events are a FIFO in seq
+ * order, not keyed: each is a row of its own. */
+struct ev_op {
+	STAILQ_ENTRY(ev_op) link;
+	uint64_t seq;
+	uint64_t object_id;
+	uint32_t kind;
+	size_t len;
+	uint8_t msg[];
+};
+STAILQ_HEAD(ev_ops, ev_op);
+
+/* What one commit writes. */
+struct batch {
+	struct ops ops;
+	struct ev_ops evs;
+	uint64_t keep_from;     /* delete event rows below this seq */
+};
+
 /* A store_after() callback, loop thread only. */
 struct store_waiter {
 	uint64_t ticket;
@@ -69,7 +88,7 @@ TAILQ_HEAD(store_waiters, store_waiter);
 static sqlite3 *db;
 static char *db_path;
 static int lock_fd = -1;        /* DIR/lock, flock'ed while open */
-static sqlite3_stmt *st_put, *st_del, *st_meta;
+static sqlite3_stmt *st_put, *st_del, *st_meta, *st_ev_put, *st_ev_trim;
 
 static pthread_t writer;
 static bool writer_started;
@@ -78,12 +97,18 @@ static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t written = PTHREAD_COND_INITIALIZER;  /* a commit ended */
 /* Under lock: */
 static struct ops pending = RB_INITIALIZER(&pending);
+static struct ev_ops pending_evs = STAILQ_HEAD_INITIALIZER(pending_evs);
 static uint64_t n_pending;
+static uint64_t ev_bytes;       /* of pending_evs */
+static uint64_t ev_keep_from;   /* the newest keep_from handed over */
 static uint64_t handed;         /* ticket of the latest record handed over */
 static uint64_t committed;      /* every ticket up to this is durable */
 static uint64_t failed;         /* a commit of every ticket up to this failed */
 static bool stopping;
 static struct store_stats counts;
+
+/* The writer's (the loop's before store_start and after the writer ends): */
+static uint64_t ev_trimmed;     /* event rows below this seq are deleted */
 
 /* Loop thread only: */
 static struct store_waiters waiters = TAILQ_HEAD_INITIALIZER(waiters);
@@ -211,7 +236,12 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta ("
 	" key INTEGER PRIMARY KEY, value INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS objects ("
-	" id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, record BLOB NOT NULL);";
+	" id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, record BLOB NOT NULL);"
+	/* Added after format 1 shipped: a format-1 file just gains it, and a
+	 * waiterd that does not know it ignores it, so the format stays 1. */
+	"CREATE TABLE IF NOT EXISTS events ("
+	" seq INTEGER PRIMARY KEY, object_id INTEGER NOT NULL, kind INTEGER NOT NULL,"
+	" message BLOB NOT NULL);";
 
 static int
 exec(const char *sql, char **why)
@@ -321,7 +351,14 @@ store_open(struct event_base *base, const char *dir, enum store_sync sync, char 
 	    sqlite3_prepare_v2(db, "DELETE FROM objects WHERE id = ?", -1, &st_del,
 	    NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-	    -1, &st_meta, NULL) != SQLITE_OK) {
+	    -1, &st_meta, NULL) != SQLITE_OK ||
+	    /* OR REPLACE: a seq given again after a crash that came before
+	     * its block was reserved (seq_not_durable) must not fail every
+	     * commit from then on. */
+	    sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO events (seq, object_id, kind, "
+	    "message) VALUES (?, ?, ?, ?)", -1, &st_ev_put, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "DELETE FROM events WHERE seq < ?", -1, &st_ev_trim,
+	    NULL) != SQLITE_OK) {
 		*why = sentence("cannot set up the state file %s: %s", db_path,
 		    sqlite3_errmsg(db));
 		goto fail;
@@ -357,20 +394,37 @@ store_is_open(void)
 
 /* ---------------------------------------------------------------- reading */
 
-int
-store_each(store_each_fn *fn, void *arg, char **why)
+/* The reader of one table: objects or events. */
+struct each {
+	store_each_fn *object;
+	store_event_fn *event;
+	void *arg;
+};
+
+static int
+each_row(sqlite3_stmt *st, const struct each *e)
+{
+	if (e->object != NULL)
+		return e->object((uint64_t)sqlite3_column_int64(st, 0),
+		    (uint32_t)sqlite3_column_int64(st, 1), sqlite3_column_blob(st, 2),
+		    (size_t)sqlite3_column_bytes(st, 2), e->arg);
+	return e->event((uint64_t)sqlite3_column_int64(st, 0),
+	    (uint64_t)sqlite3_column_int64(st, 1), (uint32_t)sqlite3_column_int64(st, 2),
+	    sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3), e->arg);
+}
+
+/* Run sql and hand each row over; stops early and returns the callback's
+ * non-zero value; -1 with *why on a read error. */
+static int
+each(const char *sql, const struct each *e, char **why)
 {
 	sqlite3_stmt *st;
 	int rc, ret = 0;
 
 	*why = NULL;
-	rc = sqlite3_prepare_v2(db, "SELECT id, kind, record FROM objects ORDER BY id",
-	    -1, &st, NULL);
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		ret = fn((uint64_t)sqlite3_column_int64(st, 0),
-		    (uint32_t)sqlite3_column_int64(st, 1), sqlite3_column_blob(st, 2),
-		    (size_t)sqlite3_column_bytes(st, 2), arg);
-		if (ret != 0)
+		if ((ret = each_row(st, e)) != 0)
 			break;
 		rc = SQLITE_OK;
 	}
@@ -380,6 +434,23 @@ store_each(store_each_fn *fn, void *arg, char **why)
 	}
 	sqlite3_finalize(st);
 	return ret;
+}
+
+int
+store_each(store_each_fn *fn, void *arg, char **why)
+{
+	struct each e = { .object = fn, .arg = arg };
+
+	return each("SELECT id, kind, record FROM objects ORDER BY id", &e, why);
+}
+
+int
+store_event_each(store_event_fn *fn, void *arg, char **why)
+{
+	struct each e = { .event = fn, .arg = arg };
+
+	return each("SELECT seq, object_id, kind, message FROM events ORDER BY seq", &e,
+	    why);
 }
 
 uint64_t
@@ -400,12 +471,22 @@ store_meta_get(uint32_t key, uint64_t dflt)
 
 /* ---------------------------------------------------------------- writing */
 
+/* Run st (bound) to its end, and reset it; an SQLite result code. */
+static int
+step(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* Write one op in the open transaction; an SQLite result code. */
 static int
 apply(const struct op *o)
 {
 	sqlite3_stmt *st;
-	int rc;
 
 	if (o->table == TABLE_META) {
 		st = st_meta;
@@ -421,45 +502,127 @@ apply(const struct op *o)
 		sqlite3_bind_blob(st, 3, o->rec != NULL ? o->rec : "", (int)o->len,
 		    SQLITE_STATIC);
 	}
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+	return step(st);
+}
+
+static int
+apply_event(const struct ev_op *e)
+{
+	sqlite3_bind_int64(st_ev_put, 1, (int64_t)e->seq);
+	sqlite3_bind_int64(st_ev_put, 2, (int64_t)e->object_id);
+	sqlite3_bind_int64(st_ev_put, 3, e->kind);
+	sqlite3_bind_blob(st_ev_put, 4, e->msg, (int)e->len, SQLITE_STATIC);
+	return step(st_ev_put);
 }
 
 /* Commit a batch in one transaction; an SQLite result code. */
 static int
-commit(struct ops *batch)
+commit(struct batch *b)
 {
 	struct op *o;
+	struct ev_op *e;
 	int rc;
 
 	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	RB_FOREACH(o, ops, batch) {
+	RB_FOREACH(o, ops, &b->ops) {
 		if (rc != SQLITE_OK)
 			break;
 		rc = apply(o);
+	}
+	STAILQ_FOREACH(e, &b->evs, link) {
+		if (rc != SQLITE_OK)
+			break;
+		rc = apply_event(e);
+	}
+	if (rc == SQLITE_OK && b->keep_from > ev_trimmed) {
+		sqlite3_bind_int64(st_ev_trim, 1, (int64_t)b->keep_from);
+		rc = step(st_ev_trim);
 	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK && !sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	if (rc == SQLITE_OK && b->keep_from > ev_trimmed)
+		ev_trimmed = b->keep_from;
 	return rc;
 }
 
-/* Under lock: give a failed batch back, where nothing newer came since. */
+/* Under lock: forget the pending events the ring no longer holds. They
+ * would be deleted in the commit that writes them; dropping them now
+ * bounds what waits for the disk by the ring's own bounds (count and
+ * --retain-bytes), however far the loop runs ahead of the writer. */
 static void
-requeue(struct ops *batch)
+ev_prune(void)
+{
+	struct ev_op *e;
+
+	while ((e = STAILQ_FIRST(&pending_evs)) != NULL && e->seq < ev_keep_from) {
+		STAILQ_REMOVE_HEAD(&pending_evs, link);
+		ev_bytes -= e->len;
+		n_pending--;
+		free(e);
+	}
+}
+
+/* Under lock: everything pending becomes the batch of one commit. */
+static void
+batch_take(struct batch *b)
+{
+	b->ops = pending;
+	RB_INIT(&pending);
+	STAILQ_INIT(&b->evs);
+	STAILQ_CONCAT(&b->evs, &pending_evs);
+	b->keep_from = ev_keep_from;
+	n_pending = 0;
+	ev_bytes = 0;
+}
+
+static void
+batch_free(struct batch *b)
 {
 	struct op *o, *next;
+	struct ev_op *e;
 
-	RB_FOREACH_SAFE(o, ops, batch, next) {
-		RB_REMOVE(ops, batch, o);
+	RB_FOREACH_SAFE(o, ops, &b->ops, next) {
+		RB_REMOVE(ops, &b->ops, o);
+		op_free(o);
+	}
+	while ((e = STAILQ_FIRST(&b->evs)) != NULL) {
+		STAILQ_REMOVE_HEAD(&b->evs, link);
+		free(e);
+	}
+}
+
+/* Under lock: give a failed batch back. Records: where nothing newer came
+ * since. Events: before those handed over since, which are newer. */
+static void
+requeue(struct batch *b)
+{
+	struct op *o, *next;
+	struct ev_op *e;
+
+	RB_FOREACH_SAFE(o, ops, &b->ops, next) {
+		RB_REMOVE(ops, &b->ops, o);
 		if (RB_INSERT(ops, &pending, o) != NULL)
 			op_free(o);
 		else
 			n_pending++;
 	}
+	STAILQ_FOREACH(e, &b->evs, link) {
+		ev_bytes += e->len;
+		n_pending++;
+	}
+	STAILQ_CONCAT(&b->evs, &pending_evs);
+	STAILQ_CONCAT(&pending_evs, &b->evs);
+	ev_prune();
+}
+
+/* Under lock: is there anything to commit? */
+static bool
+has_work(void)
+{
+	return !RB_EMPTY(&pending) || !STAILQ_EMPTY(&pending_evs) ||
+	    ev_keep_from > ev_trimmed;
 }
 
 static void
@@ -479,33 +642,28 @@ writer_main(void *unused)
 	(void)unused;
 	pthread_mutex_lock(&lock);
 	for (;;) {
-		struct ops batch = RB_INITIALIZER(&batch);
+		struct batch batch;
 		uint64_t ticket, n;
-		struct op *o, *next;
 		int rc;
 
-		while (RB_EMPTY(&pending) && !stopping)
+		while (!has_work() && !stopping)
 			pthread_cond_wait(&wake, &lock);
-		if (RB_EMPTY(&pending))
+		if (!has_work())
 			break;          /* stopping, and all committed */
-		batch = pending;
-		RB_INIT(&pending);
 		n = n_pending;
-		n_pending = 0;
+		batch_take(&batch);
 		ticket = handed;
 		pthread_mutex_unlock(&lock);
 
 		rc = commit(&batch);
+		if (rc == SQLITE_OK)
+			batch_free(&batch);     /* not under lock: the loop hands over */
 
 		pthread_mutex_lock(&lock);
 		if (rc == SQLITE_OK) {
 			committed = ticket;
 			counts.commits++;
 			counts.records += n;
-			RB_FOREACH_SAFE(o, ops, &batch, next) {
-				RB_REMOVE(ops, &batch, o);
-				op_free(o);
-			}
 			backoff = 0;
 		} else {
 			failed = ticket;
@@ -542,23 +700,20 @@ writer_main(void *unused)
 int
 store_commit_now(char **why)
 {
-	struct ops batch = pending;
-	struct op *o, *next;
+	struct batch batch;
 	int rc;
 
 	*why = NULL;
+	batch_take(&batch);
 	rc = commit(&batch);
 	if (rc != SQLITE_OK) {
+		requeue(&batch);
 		*why = sentence("cannot write the state file %s: %s", db_path,
 		    sqlite3_errstr(rc));
 		return -1;
 	}
-	RB_FOREACH_SAFE(o, ops, &pending, next) {
-		RB_REMOVE(ops, &pending, o);
-		op_free(o);
-	}
+	batch_free(&batch);
 	committed = handed;
-	n_pending = 0;
 	return 0;
 }
 
@@ -688,6 +843,33 @@ store_meta_set(uint32_t key, uint64_t value)
 	hand_over(o);
 }
 
+void
+store_event_put(uint64_t seq, uint64_t object_id, uint32_t kind, const void *msg,
+    size_t len, uint64_t keep_from)
+{
+	struct ev_op *e;
+
+	if (db == NULL)
+		return;
+	if ((e = malloc(sizeof *e + len)) == NULL)
+		fatal("malloc");
+	e->seq = seq;
+	e->object_id = object_id;
+	e->kind = kind;
+	e->len = len;
+	memcpy(e->msg, msg, len);
+	pthread_mutex_lock(&lock);
+	STAILQ_INSERT_TAIL(&pending_evs, e, link);
+	ev_bytes += len;
+	n_pending++;
+	if (keep_from > ev_keep_from)
+		ev_keep_from = keep_from;
+	ev_prune();
+	handed++;
+	pthread_cond_signal(&wake);
+	pthread_mutex_unlock(&lock);
+}
+
 /* Call back the waiters whose records are committed or failed. */
 static void
 run_waiters(void)
@@ -763,6 +945,7 @@ store_stats(struct store_stats *st)
 	pthread_mutex_lock(&lock);
 	*st = counts;
 	st->pending = n_pending;
+	st->event_bytes = ev_bytes;
 	pthread_mutex_unlock(&lock);
 }
 
@@ -770,7 +953,7 @@ void
 store_close(void)
 {
 	struct store_waiter *w;
-	struct op *o, *next;
+	struct batch rest;
 
 	if (writer_started) {
 		pthread_mutex_lock(&lock);
@@ -789,14 +972,13 @@ store_close(void)
 		w->fn(w->arg, false);
 		free(w);
 	}
-	RB_FOREACH_SAFE(o, ops, &pending, next) {
-		RB_REMOVE(ops, &pending, o);
-		op_free(o);
-	}
 	if (n_pending > 0)
 		log_warn("store_close_unwritten path=%s records=%llu", db_path,
 		    (unsigned long long)n_pending);
-	n_pending = handed = committed = failed = 0;
+	batch_take(&rest);
+	batch_free(&rest);
+	handed = committed = failed = 0;
+	ev_keep_from = ev_trimmed = 0;
 	stopping = false;
 	memset(&counts, 0, sizeof counts);
 	if (efd_ev != NULL)
@@ -808,7 +990,9 @@ store_close(void)
 	sqlite3_finalize(st_put);
 	sqlite3_finalize(st_del);
 	sqlite3_finalize(st_meta);
-	st_put = st_del = st_meta = NULL;
+	sqlite3_finalize(st_ev_put);
+	sqlite3_finalize(st_ev_trim);
+	st_put = st_del = st_meta = st_ev_put = st_ev_trim = NULL;
 	sqlite3_close(db);
 	db = NULL;
 	free(db_path);

@@ -14,8 +14,10 @@
  * record is lost only if the caller withdraws it (deletes it).
  *
  * Keys: objects by id (with a kind and an opaque record, the caller's
- * encoding), meta values by a small integer key. Reading (store_each,
- * store_meta_get) is for start-up only, before store_start().
+ * encoding), meta values by a small integer key. Retained events are not
+ * keyed: each is a row of its own, kept in seq order (store_event_put).
+ * Reading (store_each, store_event_each, store_meta_get) is for start-up
+ * only, before store_start().
  *
  * A file that is not a waiter state database, is corrupt, or has a newer
  * format is refused by store_open() with a sentence, and left untouched.
@@ -53,6 +55,12 @@ int store_each(store_each_fn *fn, void *arg, char **why);
 /* A meta value, or dflt when it was never set. */
 uint64_t store_meta_get(uint32_t key, uint64_t dflt);
 
+/* Start-up reading of the retained events, in ascending seq order; as
+ * store_each. msg is the packed ServerMessage handed over. */
+typedef int store_event_fn(uint64_t seq, uint64_t object_id, uint32_t kind,
+    const void *msg, size_t len, void *arg);
+int store_event_each(store_event_fn *fn, void *arg, char **why);
+
 /* Before store_start(): commit what was handed over, on this thread.
  * 0, or -1 with *why set. */
 int store_commit_now(char **why);
@@ -63,9 +71,17 @@ void store_start(void);
 void store_put(uint64_t id, uint32_t kind, const void *rec, size_t len);
 void store_delete(uint64_t id);
 void store_meta_set(uint32_t key, uint64_t value);
+/* Hand over a published event (loop thread), appended after the others,
+ * and the oldest seq the ring still holds: the commit deletes the rows
+ * below keep_from, and pending events below it are dropped unwritten. So
+ * however far the loop runs ahead of the writer, the events pending never
+ * outgrow the ring (--retain-events, --retain-bytes), nor does the batch
+ * being written. */
+void store_event_put(uint64_t seq, uint64_t object_id, uint32_t kind,
+    const void *msg, size_t len, uint64_t keep_from);
 
 /* Call fn(arg, ok) on the loop once everything handed over before this
- * call is committed (ok) or a commit holding it failed (!ok). */
+ * call (records and events) is committed (ok) or a commit holding it failed (!ok). */
 void store_after(void (*fn)(void *arg, bool ok), void *arg);
 
 /*
@@ -107,7 +123,8 @@ struct store_stats {
 	uint64_t commits;       /* transactions committed */
 	uint64_t records;       /* records written by them */
 	uint64_t failures;      /* commits that failed */
-	uint64_t pending;       /* records not yet committed */
+	uint64_t pending;       /* records and events not yet committed */
+	uint64_t event_bytes;   /* bytes of the events among them */
 };
 void store_stats(struct store_stats *st);
 

@@ -1,9 +1,11 @@
 /*
  * test_store.c - daemon/store.c against a real SQLite file in a temporary
  * directory and a real event loop: records survive a close and reopen,
- * the latest record per key wins, a failed commit (a real file size limit)
- * is reported, retried and then durable, and files waiter cannot trust are
- * refused and left byte for byte as they were.
+ * the latest record per key wins, retained events are appended in seq
+ * order and trimmed below the ring's oldest seq (pending ones too, which
+ * bounds them), a failed commit (a real file size limit) is reported,
+ * retried and then durable, and files waiter cannot trust are refused and
+ * left byte for byte as they were.
  */
 #include "config.h"
 
@@ -178,6 +180,147 @@ test_round_trip(const char *dir)
 	store_close();
 }
 
+struct evseen {
+	uint64_t seqs[64], object_ids[64];
+	char msgs[64][32];
+	int n;
+};
+
+static int
+event_cb(uint64_t seq, uint64_t object_id, uint32_t kind, const void *msg, size_t len,
+    void *arg)
+{
+	struct evseen *s = arg;
+
+	(void)kind;
+	if (s->n == 64)
+		return 1;
+	s->seqs[s->n] = seq;
+	s->object_ids[s->n] = object_id;
+	snprintf(s->msgs[s->n], sizeof s->msgs[s->n], "%.*s", (int)len, (const char *)msg);
+	s->n++;
+	return 0;
+}
+
+/* The message of event seq in these tests. */
+static size_t
+event_msg(uint64_t seq, char *buf, size_t size)
+{
+	return (size_t)snprintf(buf, size, "event-%llu", (unsigned long long)seq);
+}
+
+/* Hand event seq over, for object 7, with the ring's oldest seq. */
+static size_t
+put_event(uint64_t seq, uint64_t keep_from)
+{
+	char msg[32];
+	size_t len = event_msg(seq, msg, sizeof msg);
+
+	store_event_put(seq, 7, 1, msg, len, keep_from);
+	return len;
+}
+
+/* Rows of table in dir's state file, read by a connection of our own. */
+static long long
+count_rows(const char *dir, const char *table)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	char sql[64];
+	long long n = -1;
+
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+	if (sqlite3_open_v2(path_in(dir, "state.db"), &h, SQLITE_OPEN_READONLY, NULL) ==
+	    SQLITE_OK && sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(h);
+	return n;
+}
+
+/* Read the events table back: reopen dir, read, close. */
+static void
+read_events(const char *dir, struct evseen *s)
+{
+	char *why = NULL;
+
+	memset(s, 0, sizeof *s);
+	if (!open_ok(dir))
+		return;
+	if (store_event_each(event_cb, s, &why) < 0)
+		printf("# store_event_each: %s\n", why);
+	free(why);
+	store_close();
+}
+
+static void
+test_events(const char *dir)
+{
+	struct store_stats st;
+	struct evseen s;
+	size_t bytes = 0;
+	char want[32];
+	bool in_order = true;
+	sqlite3 *h;
+
+	ok(open_ok(dir), "a state for the events test");
+	/* No writer yet: everything stays pending, as behind a slow disk. A
+	 * ring of 10: each event comes with keep_from = its seq - 9. */
+	for (uint64_t seq = 1; seq <= 1000; seq++) {
+		size_t len = put_event(seq, seq > 9 ? seq - 9 : 1);
+
+		if (seq > 990)
+			bytes += len;
+	}
+	store_stats(&st);
+	is_int(st.pending, 10, "1000 events handed over, 10 pending: the ring's");
+	is_int(st.event_bytes, bytes, "their bytes are all that waits");
+	store_start();
+	ok(durable(), "the pending events are committed");
+	is_int(count_rows(dir, "events"), 10, "store_after waits for events too: "
+	    "another reader sees them before the store closes");
+	/* Not latest-wins: five more events of the same object, each kept. */
+	for (uint64_t seq = 1001; seq <= 1005; seq++)
+		put_event(seq, seq - 9);
+	ok(durable(), "five more are committed");
+	store_close();
+
+	read_events(dir, &s);
+	is_int(s.n, 10, "10 events are kept: those below the ring's oldest are deleted");
+	for (int i = 0; i < s.n; i++) {
+		event_msg(996 + (uint64_t)i, want, sizeof want);
+		if (s.seqs[i] != 996 + (uint64_t)i || s.object_ids[i] != 7 ||
+		    strcmp(s.msgs[i], want) != 0)
+			in_order = false;
+	}
+	ok(in_order, "in seq order, each as it was handed over");
+
+	/* A jump in seqs (after a crash) is just the next row. */
+	ok(open_ok(dir), "the state reopens for a jump in seqs");
+	store_start();
+	put_event(1u << 20, 997);
+	ok(durable(), "an event past a jump is committed");
+	store_close();
+	read_events(dir, &s);
+	ok(s.n == 10 && s.seqs[0] == 997 && s.seqs[8] == 1005 && s.seqs[9] == 1u << 20,
+	    "the oldest is trimmed, the jump kept: %d rows, %llu .. %llu", s.n,
+	    (unsigned long long)s.seqs[0], (unsigned long long)s.seqs[s.n ? s.n - 1 : 0]);
+
+	/* A file from before the events table (format 1 all the same). */
+	sqlite3_open(path_in(dir, "state.db"), &h);
+	sqlite3_exec(h, "DROP TABLE events", NULL, NULL, NULL);
+	sqlite3_close(h);
+	ok(open_ok(dir), "a state file without the events table opens");
+	store_start();
+	put_event(5, 5);
+	ok(durable(), "and gains it");
+	store_close();
+	read_events(dir, &s);
+	ok(s.n == 1 && s.seqs[0] == 5, "with the one event written since");
+}
+
 /* A real write failure: a file size limit below what the commit needs. */
 static void
 test_failure(const char *dir)
@@ -200,10 +343,15 @@ test_failure(const char *dir)
 	lim.rlim_cur = (rlim_t)(a.st_size > b.st_size ? a.st_size : b.st_size) + 65536;
 	setrlimit(RLIMIT_FSIZE, &lim);
 	memset(blob, 'x', big);
+	put_event(41, 41);
 	store_put(10, 1, blob, big);
+	put_event(42, 41);
 	ok(!durable(), "a commit the disk refuses is reported as failed");
 	store_stats(&st);
 	ok(st.failures >= 1 && st.pending >= 1, "it is counted and the record stays pending");
+	/* 41 may have been committed alone or have failed with the record:
+	 * either way, once the ring lets go of it, it is not kept. */
+	put_event(43, 42);
 	setrlimit(RLIMIT_FSIZE, &old);
 	ok(durable(), "once the disk takes it again, the retry commits it");
 	store_close();
@@ -212,6 +360,15 @@ test_failure(const char *dir)
 	store_each(each_cb, &s, &why);
 	ok(s.n == 4 && s.ids[3] == 10 && s.big == big, "the record that failed once is there");
 	free(why);
+	store_close();
+	{
+		struct evseen e;
+
+		read_events(dir, &e);
+		ok(e.n == 2 && e.seqs[0] == 42 && e.seqs[1] == 43,
+		    "so are the events the ring holds, in order: %d rows", e.n);
+	}
+	ok(open_ok(dir), "the state reopens after the events");
 	free(blob);
 	store_close();
 }
@@ -328,6 +485,7 @@ main(void)
 	dir = strdup(path_in(top, "state"));
 	test_round_trip(dir);
 	test_failure(dir);
+	test_events(path_in(top, "events"));
 	test_refusals();
 	event_base_free(base);
 	free(dir);
