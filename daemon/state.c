@@ -10,6 +10,9 @@
 #include "state.h"
 #include "store.h"
 #include "timers.h"
+#include "watch_endpoint.h"
+#include "watch_path.h"
+#include "watch_proc.h"
 
 /* Creates still waiting for their records at shutdown get this long. */
 #define DRAIN_MS 5000
@@ -53,6 +56,18 @@ restore_one(uint64_t id, uint32_t kind, const void *rec, size_t len, void *arg)
 		timers_restore(id, so);
 		n[0]++;
 		break;
+	case WAITER__STATE__V1__STORED_OBJECT__KIND_PATH_WATCH:
+		watch_path_restore(id, so);
+		n[1]++;
+		break;
+	case WAITER__STATE__V1__STORED_OBJECT__KIND_PROC_WATCH:
+		watch_proc_restore(id, so);
+		n[1]++;
+		break;
+	case WAITER__STATE__V1__STORED_OBJECT__KIND_ENDPOINT_WATCH:
+		watch_endpoint_restore(id, so);
+		n[1]++;
+		break;
 	default:
 		log_warn("state_record_unknown id=%llu kind=%u: skipped",
 		    (unsigned long long)id, kind);
@@ -65,7 +80,7 @@ restore_one(uint64_t id, uint32_t kind, const void *rec, size_t len, void *arg)
 int
 state_open(char **why)
 {
-	unsigned n[1] = { 0 };
+	unsigned n[2] = { 0, 0 };       /* timers, watches */
 
 	*why = NULL;
 	if (cfg.state_dir == NULL)
@@ -84,8 +99,8 @@ state_open(char **why)
 	if (store_commit_now(why) < 0)
 		return -1;
 	store_start();
-	log_info("state_open path=%s timers=%u next_seq=%llu", store_path(), n[0],
-	    (unsigned long long)events_last_seq() + 1);
+	log_info("state_open path=%s timers=%u watches=%u next_seq=%llu", store_path(),
+	    n[0], n[1], (unsigned long long)events_last_seq() + 1);
 	return 0;
 }
 
