@@ -120,6 +120,14 @@ struct pw {
 	 * done. */
 	unsigned establishing;
 	bool resume;                    /* restored: its walks start on the first lap */
+	/* In place, its create not yet answered (its record is being
+	 * written): changes are gathered, and an end kept, until the reply
+	 * is sent, which comes before any event (pw_answered). */
+	bool unanswered;
+	struct {
+		Waiter__V1__WatchEndReason reason;
+		char *path, *message;   /* message set: it ended meanwhile */
+	} end;
 	struct conn *creator;
 	uint64_t req_id;
 	char *fail;                     /* the first failure while establishing */
@@ -621,7 +629,7 @@ pw_change(struct pw *w, Waiter__V1__PathEventKind kind, const char *path,
 		if (globs_match(w->exclude, w->n_exclude, rel))
 			return false;
 	}
-	if (w->settle_us == 0) {
+	if (w->settle_us == 0 && !w->unanswered) {
 		Waiter__V1__PathChange pc = WAITER__V1__PATH_CHANGE__INIT, *list = &pc;
 
 		pc.kind = kind;
@@ -649,7 +657,7 @@ pw_change(struct pw *w, Waiter__V1__PathEventKind kind, const char *path,
 		ch->dir = dir;
 	}
 rearm:
-	{
+	if (!w->unanswered) {
 		struct timeval tv = clock_tv((int64_t)w->settle_us);
 
 		evtimer_add(&w->settle_ev, &tv);
@@ -657,36 +665,105 @@ rearm:
 	return true;
 }
 
+/* Publish WATCH_ENDED and fail w, after what it gathered (if that did
+ * not complete it: once). */
 static void
-pw_end(struct pw *w, Waiter__V1__WatchEndReason reason, const char *path, const char *fmt,
-    ...)
+pw_end_publish(struct pw *w, Waiter__V1__WatchEndReason reason, const char *path,
+    const char *msg)
 {
 	Event ev = WAITER__V1__EVENT__INIT;
 	Waiter__V1__WatchEnded we = WAITER__V1__WATCH_ENDED__INIT;
-	va_list ap;
-	char *msg = NULL;
 	uint64_t seq;
 
-	if (w->ended)
-		return;
 	settle_flush(w);
-	if (w->ended)
+	if (w->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
 		return;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
 	we.reason = reason;
 	we.path = (char *)path;
-	we.message = msg ? msg : (char *)"";
+	we.message = (char *)msg;
 	ev.object_id = w->obj.id;
 	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_WATCH_ENDED;
 	ev.body_case = WAITER__V1__EVENT__BODY_WATCH_ENDED;
 	ev.watch_ended = &we;
 	w->ended = true;
 	seq = events_publish(&ev, w->obj.owner);
-	free(msg);
 	objects_finish(&w->obj, WAITER__V1__OBJECT_STATE__OBJECT_STATE_FAILED, seq);
+}
+
+static void
+pw_end(struct pw *w, Waiter__V1__WatchEndReason reason, const char *path, const char *fmt,
+    ...)
+{
+	va_list ap;
+	char *msg = NULL;
+
+	if (w->ended)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	if (w->unanswered) {
+		/* Told once the create is answered; nothing more to gather. */
+		w->ended = true;
+		w->end.reason = reason;
+		if ((w->end.path = strdup(path)) == NULL)
+			fatal("strdup");
+		w->end.message = msg != NULL ? msg : strdup("");
+		return;
+	}
+	pw_end_publish(w, reason, path, msg ? msg : "");
+	free(msg);
+}
+
+/* Publish the changes gathered while the create was unanswered, one per
+ * event as without settle (the last one says how many were left out). */
+static void
+pw_flush_each(struct pw *w)
+{
+	size_t n = w->n_pending;
+	uint64_t more = w->more;
+	struct change *pending = w->pending;
+
+	w->pending = NULL;
+	w->n_pending = 0;
+	w->more = 0;
+	for (size_t i = 0; i < n; i++) {
+		Waiter__V1__PathChange pc = WAITER__V1__PATH_CHANGE__INIT, *list = &pc;
+
+		pc.kind = pending[i].kind;
+		pc.path = pending[i].path;
+		pc.old_path = pending[i].old_path ? pending[i].old_path : (char *)"";
+		pc.is_dir = pending[i].dir;
+		if (w->obj.state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			pw_publish(w, &list, 1, i + 1 == n ? more : 0);   /* once: may end */
+		free(pending[i].path);
+		free(pending[i].old_path);
+	}
+	free(pending);
+}
+
+/* The create is answered (or its connection is gone): what happened since
+ * the watch was in place is told now, after the reply. */
+static void
+pw_answered(struct object *o)
+{
+	struct pw *w = (struct pw *)o;
+
+	if (!w->unanswered)
+		return;
+	w->unanswered = false;
+	busy_begin();
+	if (w->settle_us == 0)
+		pw_flush_each(w);
+	if (w->end.message != NULL)
+		pw_end_publish(w, w->end.reason, w->end.path, w->end.message);
+	else if (w->n_pending > 0) {
+		struct timeval tv = clock_tv((int64_t)w->settle_us);
+
+		evtimer_add(&w->settle_ev, &tv);
+	}
+	busy_end();
 }
 
 /* ------------------------------------------------------------- the object */
@@ -792,6 +869,8 @@ pw_free_now(struct pw *w)
 		free(w->pending[i].old_path);
 	}
 	free(w->pending);
+	free(w->end.path);
+	free(w->end.message);
 	strv_free(w->roots);
 	strv_free(w->include);
 	strv_free(w->exclude);
@@ -1056,9 +1135,12 @@ overflow_all(void)
 {
 	struct pw *w;
 
+	/* A watch not yet answered is not told: what was lost happened
+	 * before its reply, and only changes after it are promised. */
 	LIST_FOREACH(w, &all, all_link)
-		pw_overflow(w, "the kernel's inotify queue overflowed: changes were "
-		    "lost; rescan what you watch (sysctl fs.inotify.max_queued_events)");
+		if (!w->unanswered)
+			pw_overflow(w, "the kernel's inotify queue overflowed: changes were "
+			    "lost; rescan what you watch (sysctl fs.inotify.max_queued_events)");
 }
 
 static void
@@ -1263,8 +1345,15 @@ pw_established(struct pw *w)
 			op_error(&rep, w->fail_code, "%s", why);
 			conn_send_reply(c, &rep);
 		}
-		pw_end(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_UNSPECIFIED, "", "%s",
+		/* Answered: what the roots in place saw is told, then the end
+		 * (whatever end one of them came to meanwhile). */
+		w->unanswered = false;
+		busy_begin();
+		if (w->settle_us == 0)
+			pw_flush_each(w);
+		pw_end_publish(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_UNSPECIFIED, "",
 		    why);
+		busy_end();
 		return;
 	}
 	/* In place: kept from now on, and answered once that is durable. */
@@ -1273,9 +1362,10 @@ pw_established(struct pw *w)
 		Request req = WAITER__V1__REQUEST__INIT;
 
 		req.id = w->req_id;
-		if (objects_reply_durable(c, &req, &w->obj, false, &rep,
-		    WAITER__V1__REPLY__RESULT_WATCH_PATH) == OP_REPLY)
-			conn_send_reply(c, &rep);
+		objects_reply_durable_then(c, &req, &w->obj, false, &rep,
+		    WAITER__V1__REPLY__RESULT_WATCH_PATH, pw_answered);
+	} else {
+		pw_answered(&w->obj);   /* its creator is gone: no reply to wait for */
 	}
 }
 
@@ -1503,8 +1593,10 @@ watch_path_op_create(struct conn *c, const Request *req, Reply *rep)
 	    WAITER__V1__LIFETIME__LIFETIME_DAEMON : WAITER__V1__LIFETIME__LIFETIME_CONNECTION);
 	LIST_INSERT_HEAD(&all, w, all_link);
 	w->in_all = true;
-	/* Answered once every root is in place (pw_established). */
+	/* Answered once every root is in place (pw_established); what the
+	 * first roots in place see before that is told after the reply. */
 	w->req_id = req->id;
+	w->unanswered = true;
 	w->establishing = (unsigned)w->n_roots;
 	for (size_t i = 0; i < w->n_roots; i++)
 		scan_start(w, (int)i, w->roots[i], "", true, false)->initial = true;

@@ -290,8 +290,9 @@ watch_proc_gone_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	w->armed = false;
 	if (w->unwatchable) {
-		log_warn("watch_pid_not_resumed id=%llu pid=%d detail=\"pidfd_open fails "
-		    "now: cancelled\"", (unsigned long long)w->obj.id, (int)w->pid);
+		log_warn("watch_pid_cancelled id=%llu pid=%d detail=\"its process runs, "
+		    "but it cannot be watched now (no pidfd)\"", (unsigned long long)w->obj.id,
+		    (int)w->pid);
 		objects_cancel(&w->obj, WAITER__V1__CANCEL_REASON__CANCEL_REASON_UNSPECIFIED);
 	} else {
 		watch_proc_exited(w, -1);
@@ -313,17 +314,13 @@ watch_proc_resume(struct watch_proc *w, const char *boot_id)
 {
 	bool same = w->proc_start != 0 && strcmp(boot_id, procid_boot_id()) == 0;
 	int fd = -1, err = 0;
-	const char *why = "gone";
+	const char *why = w->proc_start == 0 ? "start_unknown" : "other_boot";
 
 	if (same) {
 		fd = pidfd_open(w->pid, 0);
 		err = fd < 0 ? errno : 0;
 		same = !(fd < 0 && err == ESRCH) && procid_start(w->pid) == w->proc_start;
-		why = same ? "unwatchable" : "gone or pid reused";
-	} else if (w->proc_start != 0) {
-		why = "another boot";
-	} else {
-		why = "start time unknown";
+		why = same ? "not_watchable" : "exited_or_pid_reused";
 	}
 	if (same && fd >= 0) {
 		w->pidfd = fd;
@@ -333,14 +330,13 @@ watch_proc_resume(struct watch_proc *w, const char *boot_id)
 			return;
 		}
 		err = errno;
-		why = "unwatchable";
 		close(fd);
 		w->pidfd = -1;
 	} else if (fd >= 0) {
 		close(fd);
 	}
 	w->unwatchable = same;
-	log_info("watch_pid_restored id=%llu pid=%d ends=%s errno=%d",
+	log_info("watch_pid_not_resumed id=%llu pid=%d reason=%s errno=%d",
 	    (unsigned long long)w->obj.id, (int)w->pid, why, err);
 	event_assign(&w->ev, ev_base, -1, 0, watch_proc_gone_cb, w);
 	event_active(&w->ev, EV_TIMEOUT, 1);

@@ -90,6 +90,76 @@ c.execute("UPDATE objects SET record = ? WHERE id = ?", (pack(top), oid))
 c.commit()
 c.close()
 EOF
+	cat >"$TESTDIR/order.py" <<'EOF'
+# order.py SOCKET DIR N: create N watches of lifetime daemon of each kind,
+# each on something that has an event for it at once (files written in
+# DIR all along, a process that has exited, a socket that listens), and
+# print how many events came before the reply that gives their id.
+import os, socket, struct, sys, threading, time
+from waiter import waiter_pb2 as pb
+path, d, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+listening = os.path.realpath(os.path.join(d, "..", "order.sock"))
+done = threading.Event()
+def write():
+    i = 0
+    while not done.is_set():
+        open(os.path.join(d, "f%d" % (i % 50)), "w").close()
+        i += 1
+        time.sleep(0.0005)      # paced, so that this reader keeps up
+writer = threading.Thread(target=write)
+writer.start()
+server = socket.socket(socket.AF_UNIX)
+server.bind(listening)
+server.listen(4096)
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+buf, known = b"", set()
+def call(req):
+    global buf
+    b = req.SerializeToString()
+    s.sendall(struct.pack(">I", len(b)) + b)
+    early = 0
+    while True:
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+            buf += s.recv(65536)
+        k = struct.unpack(">I", buf[:4])[0]
+        m = pb.ServerMessage()
+        m.ParseFromString(buf[4:4 + k])
+        buf = buf[4 + k:]
+        if m.HasField("reply") and m.reply.id == req.id:
+            return m.reply, early
+        if m.HasField("event") and m.event.object_id not in known:
+            early += 1
+def zombie():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    # Exited, not reaped: its pidfd is readable at once.
+    while open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.001)
+    return pid
+early, rid = 0, 1
+call(pb.Request(id=rid, hello=pb.Hello(protocol_version=1, client_name="order")))
+for i in range(n):
+    pid = zombie()
+    for req in [pb.Request(watch_path=pb.WatchPath(paths=[d], lifetime=pb.LIFETIME_DAEMON)),
+                pb.Request(watch_pid=pb.WatchPid(pid=pid, lifetime=pb.LIFETIME_DAEMON)),
+                pb.Request(watch_endpoint=pb.WatchEndpoint(endpoint="unix:" + listening,
+                                                           lifetime=pb.LIFETIME_DAEMON))]:
+        rid += 1
+        req.id = rid
+        rep, e = call(req)
+        early += e
+        which = rep.WhichOneof("result")
+        if which == "error":    # no pidfd (valgrind): process watches refused
+            assert rep.error.code == pb.ERROR_CODE_UNSUPPORTED_OPERATION, rep
+            continue
+        known.add(getattr(rep, which).object.id)
+    os.waitpid(pid, 0)
+done.set()
+writer.join()
+print("early=%d watches=%d" % (early, len(known)))
+EOF
 }
 
 teardown() {
@@ -441,4 +511,17 @@ make_watches() {
 	wait "$waiting" || rc=$?
 	[ "$rc" -eq 1 ]
 	grep -q "no object with id $(head -n1 "$TESTDIR/wait")" "$TESTDIR/wait"
+}
+
+@test "a watch of lifetime daemon is answered before any event about it" {
+	restart
+	mkdir -p "$TESTDIR/busy"
+	# Its create is answered once its record is durable; a watch with
+	# something to report at once (a directory being written to, a process
+	# that has exited, a socket that listens) must not report it before
+	# (doc/protocol.md: a CreateReply comes before the first event).
+	run env PYTHONPATH="$WAITER_BUILDDIR/python" "$PYTHON" "$TESTDIR/order.py" \
+		"$WAITER_SOCKET" "$TESTDIR/busy" 20
+	assert_success
+	assert_output --regexp '^early=0 watches=(40|60)$'
 }
