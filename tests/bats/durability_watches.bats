@@ -113,7 +113,7 @@ server.bind(listening)
 server.listen(4096)
 s = socket.socket(socket.AF_UNIX)
 s.connect(path)
-buf, known = b"", set()
+buf, known, seen = b"", set(), []
 def call(req):
     global buf
     b = req.SerializeToString()
@@ -128,8 +128,10 @@ def call(req):
         buf = buf[4 + k:]
         if m.HasField("reply") and m.reply.id == req.id:
             return m.reply, early
-        if m.HasField("event") and m.event.object_id not in known:
+        # Markers (EVENTS_LOST: this slow reader fell behind) are about no object.
+        if m.HasField("event") and m.event.object_id not in known | {0}:
             early += 1
+            seen.append("%d:%s" % (m.event.object_id, m.event.WhichOneof("body")))
 def zombie():
     pid = os.fork()
     if pid == 0:
@@ -159,6 +161,8 @@ for i in range(n):
 done.set()
 writer.join()
 print("early=%d watches=%d" % (early, len(known)))
+if seen:
+    print("early events:", " ".join(seen[:20]))
 EOF
 }
 
