@@ -13,7 +13,9 @@
 /* /proc/PID/stat: 52 numbers of up to 20 digits, and a name of at most
  * 64 bytes (TASK_COMM_LEN is 16 today). */
 #define STAT_MAX 2048
-/* starttime is field 22; the fields after the name begin with field 3. */
+/* The fields after the name begin with field 3: pgrp is field 5,
+ * starttime field 22. */
+#define PGRP_AFTER_NAME (5 - 3)
 #define STARTTIME_AFTER_NAME (22 - 3)
 
 /* Read at most size - 1 bytes of path, NUL-terminated; bytes read or -1. */
@@ -35,6 +37,12 @@ read_small(const char *path, char *buf, size_t size)
 uint64_t
 procid_start(pid_t pid)
 {
+	return procid_start_group(pid, NULL);
+}
+
+uint64_t
+procid_start_group(pid_t pid, pid_t *pgrp)
+{
 	char path[32], buf[STAT_MAX], *p, *end;
 	unsigned long long v;
 
@@ -47,6 +55,8 @@ procid_start(pid_t pid)
 		return 0;
 	p++;
 	for (int i = 0; i < STARTTIME_AFTER_NAME; i++) {
+		if (i == PGRP_AFTER_NAME && pgrp != NULL)
+			*pgrp = (pid_t)strtol(p, NULL, 10);
 		p += strspn(p, " ");
 		p += strcspn(p, " ");
 	}

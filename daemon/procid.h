@@ -15,6 +15,8 @@
 /* The start time of process pid, or 0 if it cannot be read (there is no
  * such process, or /proc hides it from the daemon). */
 uint64_t procid_start(pid_t pid);
+/* The same, and its process group in *pgrp (field 5) when not 0. */
+uint64_t procid_start_group(pid_t pid, pid_t *pgrp);
 /* This boot's id, "" if /proc does not tell; read once. */
 const char *procid_boot_id(void);
 

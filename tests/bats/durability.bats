@@ -509,3 +509,42 @@ $TESTDIR/work"
 	assert_output --partial "before it wrote that down (pid $x_pid)"
 	grep -q "msg=task_orphan task=$x pid=$x_pid" "$DAEMON_LOG"
 }
+
+@test "a durable timer's create is answered before it fires, however short" {
+	start_daemon --state-dir "$STATE"
+	cat >"$TESTDIR/order.py" <<'PY'
+# Create N durable 1 µs timers, one at a time, and count the events that
+# come before the reply that gives their id.
+import socket, struct, sys
+from waiter import waiter_pb2 as pb
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+buf, early = b"", 0
+def call(req):
+    global buf, early
+    b = req.SerializeToString()
+    s.sendall(struct.pack(">I", len(b)) + b)
+    while True:
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+            buf += s.recv(65536)
+        k = struct.unpack(">I", buf[:4])[0]
+        m = pb.ServerMessage()
+        m.ParseFromString(buf[4:4 + k])
+        buf = buf[4 + k:]
+        if m.HasField("reply") and m.reply.id == req.id:
+            return m.reply
+        if m.HasField("event") and m.event.object_id not in known:
+            early += 1
+known = {0}
+call(pb.Request(id=1, hello=pb.Hello(protocol_version=1, client_name="order")))
+for i in range(int(sys.argv[2])):
+    r = call(pb.Request(id=i + 2, timer_create=pb.TimerCreate(after_us=1,
+                        lifetime=pb.LIFETIME_DAEMON)))
+    known.add(r.timer_create.object.id)
+print("early=%d" % early)
+PY
+	run env PYTHONPATH="$WAITER_BUILDDIR/python" "$PYTHON" "$TESTDIR/order.py" \
+		"$WAITER_SOCKET" 200
+	assert_success
+	assert_output early=0
+}
