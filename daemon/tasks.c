@@ -661,11 +661,13 @@ task_resolve(struct task *t, int *err)
 }
 
 /*
- * The task's environment, plus WAITER_TASK=INSTANCE/ID (any such entry it
- * inherited from a task that submitted it replaced): the task may read its
- * id there, and after a crash the daemon finds by it the processes of a
- * task whose start it had not yet written down (task_orphans). The array
- * is malloc'd, its strings are t's and one static buffer.
+ * The environment of a task the state file keeps, plus WAITER_TASK=
+ * INSTANCE/ID (any such entry it inherited from a task that submitted it
+ * replaced): after a crash the daemon finds by it the processes of a task
+ * whose start it had not yet written down (task_orphans), and the task may
+ * read its id there. Other tasks get exactly the environment they were
+ * given: NULL. The array is malloc'd, its strings are t's and one static
+ * buffer.
  */
 static char **
 task_env(struct task *t)
@@ -674,6 +676,8 @@ task_env(struct task *t)
 	size_t n = 0, i = 0;
 	char **env;
 
+	if (!t->obj.durable)
+		return NULL;
 	snprintf(mark, sizeof mark, "WAITER_TASK=%llx/%llu",
 	    (unsigned long long)state_instance(), (unsigned long long)t->obj.id);
 	while (t->env != NULL && t->env[n] != NULL)
@@ -732,7 +736,7 @@ task_spawn(struct task *t, const char **why)
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &all);   /* we ignore SIGPIPE; it must not */
 	env = task_env(t);
-	rc = posix_spawn(&t->pid, exe, &fa, &at, t->argv, env);
+	rc = posix_spawn(&t->pid, exe, &fa, &at, t->argv, env != NULL ? env : t->env);
 	free(env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);

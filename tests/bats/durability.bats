@@ -434,12 +434,13 @@ $TESTDIR/work"
 	[ ! -e "$TESTDIR/ran" ]
 }
 
-@test "SIGKILL three times in a busy workload: every acknowledged object is back, every task ends, no process is left" {
+@test "SIGKILL three times in a busy workload of tasks, timers and watches: every acknowledged object is back, every task ends, no process is left" {
 	start_daemon --state-dir "$STATE"
 	"$WAITER" queue set busy --parallel 3 >/dev/null
 	mkdir "$TESTDIR/pids"
 	: >"$TESTDIR/tasks"
 	: >"$TESTDIR/timers"
+	: >"$TESTDIR/watches"
 	for round in 1 2 3; do
 		# A client submitting tasks and timers, appending each id once
 		# it is acknowledged; it stops at the first refusal (the crash).
@@ -450,6 +451,9 @@ $TESTDIR/work"
 				echo "$id" >>"$TESTDIR/tasks"
 				id=$("$WAITER" after "$((i % 3))s") || exit 0
 				echo "$id" >>"$TESTDIR/timers"
+				mkdir -p "$TESTDIR/watched/$round.$i"
+				id=$("$WAITER" watch path "$TESTDIR/watched/$round.$i") || exit 0
+				echo "$id" >>"$TESTDIR/watches"
 			done
 		) &
 		load=$!
@@ -468,6 +472,11 @@ $TESTDIR/work"
 			run "$WAITER" --json show "$id"
 			[ "$status" -eq 0 ] || { echo "timer $id was acknowledged, then lost: $output"; false; }
 		done <"$TESTDIR/timers"
+		while read -r id; do
+			run "$WAITER" --json show "$id"
+			[ "$status" -eq 0 ] || { echo "watch $id was acknowledged, then lost: $output"; false; }
+			[ "$(echo "$output" | jq -r .state)" = active ]
+		done <"$TESTDIR/watches"
 	done
 	# Every task ends: it ran, or it was running at a crash and is lost.
 	while read -r id; do
@@ -479,7 +488,7 @@ $TESTDIR/work"
 		wait_dead "$(basename "$f")"
 	done
 	# Ids never repeat across the crashes.
-	[ "$(sort "$TESTDIR/tasks" "$TESTDIR/timers" | uniq -d | wc -l)" -eq 0 ]
+	[ "$(sort "$TESTDIR/tasks" "$TESTDIR/timers" "$TESTDIR/watches" | uniq -d | wc -l)" -eq 0 ]
 }
 
 @test "a task started but not yet written down as started when the daemon dies is found by WAITER_TASK, killed and lost" {
