@@ -12,6 +12,7 @@
 #include "events.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "objects.h"
 #include "server.h"
 #include "state.h"
@@ -172,6 +173,7 @@ void
 daemon_teardown(void)
 {
 	workers_free();          /* its done callbacks may still reach objects */
+	metrics_free();
 	server_free();
 	objects_free_all();
 	watch_endpoint_free();

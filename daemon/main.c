@@ -22,6 +22,7 @@
 #include "events.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "objects.h"
 #include "sdnotify.h"
 #include "server.h"
@@ -89,6 +90,11 @@ static const char usage_text[] =
 "                           full: each commit survives power loss (default);\n"
 "                           normal: survives a crash of waiterd, not the host\n"
 "      --no-state           keep nothing across restarts, even with --state-dir\n"
+"      --metrics-listen ADDRESS:PORT\n"
+"                           serve Prometheus metrics over HTTP at\n"
+"                           http://ADDRESS:PORT/metrics (a numeric address,\n"
+"                           e.g. 127.0.0.1:9100; port 0 picks one and logs it);\n"
+"                           unauthenticated: keep it on loopback (default: off)\n"
 "      --no-pidfd           notice task exits by SIGCHLD, not pidfd (what\n"
 "                           happens anyway where pidfd_open is missing:\n"
 "                           Linux before 5.3, valgrind)\n"
@@ -174,7 +180,8 @@ enum {
 	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
 	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_NO_TASKS, OPT_MAX_QUEUED,
 	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_KEEP_FOR, OPT_NO_PIDFD, OPT_MAX_USER_TASKS,
-	OPT_MAX_WATCHED_DIRS, OPT_FRAME_TIMEOUT, OPT_STATE_DIR, OPT_STATE_SYNC, OPT_NO_STATE
+	OPT_MAX_WATCHED_DIRS, OPT_FRAME_TIMEOUT, OPT_STATE_DIR, OPT_STATE_SYNC, OPT_NO_STATE,
+	OPT_METRICS_LISTEN
 };
 
 static void
@@ -205,6 +212,7 @@ parse_args(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "state-sync", required_argument, NULL, OPT_STATE_SYNC },
 		{ "no-state", no_argument, NULL, OPT_NO_STATE },
+		{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
 		{ "max-queued-tasks", required_argument, NULL, OPT_MAX_QUEUED },
 		{ "kill-grace", required_argument, NULL, OPT_KILL_GRACE },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -296,6 +304,10 @@ parse_args(int argc, char **argv)
 				usage_error("--state-sync: '%s' is not full or normal", optarg);
 			break;
 		case OPT_NO_STATE: no_state = true; break;
+		case OPT_METRICS_LISTEN:
+			if (metrics_configure(optarg, &err) < 0)
+				usage_error("--metrics-listen: %s", err);
+			break;
 		case 'v': cfg.verbose++; break;
 		case 'V': printf("waiterd %s (protocol %d)\n", PACKAGE_VERSION,
 		    WAITER_PROTOCOL_VERSION); exit(0);
@@ -466,6 +478,12 @@ main(int argc, char **argv)
 		server_stop_listening();        /* let go of the lock we took */
 		start_failed(ready_fd, arena_printf("cannot serve %s", cfg.socket_path),
 		    cause);
+	}
+	if (metrics_listen(&cause) < 0) {
+		server_stop_listening();
+		if (ready_fd >= 0 && write(ready_fd, cause, strlen(cause)) < 0)
+			log_warn("ready_pipe errno=%d", errno);
+		fatalx("%s", cause);
 	}
 	/* Restore before the loop serves anyone: a client sees its objects or
 	 * an error. Connections wait in the listen backlog meanwhile. */

@@ -331,6 +331,7 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 	}
 	t->state = state;
 	t->ended_us = clock_wall_us();
+	stats.tasks_ended[state]++;
 	user_count(t->uid, -1);
 	t->dependents = NULL;   /* settled below, t or not */
 	t->n_dependents = 0;
@@ -1685,6 +1686,18 @@ uint64_t
 tasks_running(void)
 {
 	return n_running;
+}
+
+void
+tasks_count(uint64_t *n_waiting, uint64_t *n_queued, uint64_t *n_run)
+{
+	struct queue *q;
+
+	*n_queued = 0;
+	LIST_FOREACH(q, &queues, link)
+		*n_queued += q->queued;
+	*n_waiting = n_pending - *n_queued;
+	*n_run = n_running;
 }
 
 void

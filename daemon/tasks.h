@@ -25,6 +25,8 @@ void tasks_init(void);
 /* Tasks running now; during shutdown, cb runs when the last one ends. */
 uint64_t tasks_running(void);
 void tasks_on_idle(void (*cb)(void));
+/* Active tasks by state, for Stats. */
+void tasks_count(uint64_t *waiting, uint64_t *queued, uint64_t *running);
 /* The daemon is exiting: kill every process group still running, reap. */
 void tasks_free(void);
 /* c's output drained and it has caught up with the bus: read again the

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "waiter.pb-c.h"
@@ -78,5 +79,10 @@ int waiter_parse_duration(const char *s, uint64_t *us, const char **err);
 int waiter_parse_time(const char *s, int64_t *wall_us, const char **err);
 /* Format a duration in the syntax above ("1h30m", "250ms"). */
 void waiter_format_duration(uint64_t us, char *buf, size_t len);
+
+/* Write a StatsReply in the Prometheus text exposition format (0.0.4),
+ * every series doc/metrics.md lists: what `waiter stats --prometheus`
+ * prints and waiterd --metrics-listen serves. 0, or -1 if fp failed. */
+int waiter_stats_prometheus(FILE *fp, const Waiter__V1__StatsReply *s);
 
 #endif

@@ -55,27 +55,52 @@ const struct cmd cmd_ping = {
 static int
 stats_main(const struct cmd *c, int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "prometheus", no_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 }
+	};
 	Request req = WAITER__V1__REQUEST__INIT;
 	Waiter__V1__StatsRequest sr = WAITER__V1__STATS_REQUEST__INIT;
 	ServerMessage *m;
-	int rc;
+	bool prometheus = false;
+	int ch, rc;
 
-	no_options(c, argc, argv);
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (ch != 'p')
+			cli_usage(c, "unknown option");
+		prometheus = true;
+	}
+	if (optind < argc)
+		cli_usage(c, "unexpected argument '%s'", argv[optind]);
+	/* Two output formats: asking for both is a mistake, not a choice. */
+	if (prometheus && cli.json)
+		cli_usage(c, "--prometheus and --json are two formats; give one of them");
 	cli_connect();
 	req.op_case = WAITER__V1__REQUEST__OP_STATS;
 	req.stats = &sr;
 	if ((rc = cli_call(&req, &m)) != EXIT_OK)
 		return rc;
-	out_message_sep(&m->reply->stats->base, "\n");
+	if (prometheus) {
+		rc = waiter_stats_prometheus(stdout, m->reply->stats);
+		if (fflush(stdout) != 0 || rc < 0)
+			rc = cli_fail(EXIT_ERROR, "cannot write the metrics to stdout");
+	} else {
+		out_message_sep(&m->reply->stats->base, "\n");
+	}
 	waiter_message_free(m);
-	return EXIT_OK;
+	return rc;
 }
 
 const struct cmd cmd_stats = {
-	"stats", "", "show the daemon's counters and loop lag",
+	"stats", "[--prometheus]",
+	"show the daemon's counters and loop lag (--prometheus: for Prometheus)",
 	"Print the daemon's counters, one key=value per line: connections,\n"
-	"requests, objects, events published/delivered/lost, the retention ring,\n"
-	"and the loop lag (p50, p99, max over the last minute).\n",
+	"requests, objects, tasks by state, events published/delivered/lost, the\n"
+	"retention ring, the loop lag (p50, p99, max over the last minute, and a\n"
+	"histogram since start) and the daemon's CPU time, memory and descriptors.\n"
+	"\n"
+	"  --prometheus   print them in the Prometheus text exposition format\n"
+	"                 instead (doc/metrics.md lists the series); not with --json\n",
 	stats_main,
 };
 
