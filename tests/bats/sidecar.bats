@@ -300,14 +300,14 @@ ids() {
 
 # Start waiterd as the sidecar: its arguments, uid, gid and groups, a
 # clean environment, in the foreground (as in a container); returns once
-# it serves.
+# it serves. Each start has a fresh log (stop_daemon checked the last).
 sidecar_start() {
 	local argv=("${DAEMON_ARGV[@]}")
 	[ "${argv[0]}" = waiterd ]
 	argv[0]=$WAITERD
 	(cd / && exec env -i PATH="$TESTDIR/bin:/usr/bin:/bin" TESTDIR="$TESTDIR/vg" \
 		setpriv $(ids "$DAEMON_UID" "$DAEMON_GID" "$DAEMON_GROUPS") \
-		$WAITERD_WRAPPER "${argv[@]}") >>"$DAEMON_LOG" 2>&1 &
+		$WAITERD_WRAPPER "${argv[@]}") >"$DAEMON_LOG" 2>&1 &
 	DAEMON_PID=$!
 	wait_for_line "$DAEMON_LOG" 'msg=started'
 }
