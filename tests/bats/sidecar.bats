@@ -356,7 +356,7 @@ app_script_runs() {
 	APP_PID=$!
 	wait_for_line "$TESTDIR/app.out" "^task [0-9a-f]+/[0-9]+ ran as uid $DAEMON_UID\$"
 	grep -qx pong "$TESTDIR/app.out"
-	# Its last step follows events: it is still running, and sees them.
+	# Its last step follows events, so it is still running.
 	kill -0 "$APP_PID"
 	kill -TERM "$APP_PID"
 	wait_gone "$APP_PID"
