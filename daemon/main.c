@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -22,6 +23,7 @@
 #include "frame.h"
 #include "log.h"
 #include "objects.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "state.h"
 #include "stats.h"
@@ -36,6 +38,7 @@
 static struct event *sigterm_ev, *sigint_ev;
 static char default_path[108];
 static bool no_state;           /* --no-state: wins over --state-dir */
+static const char *socket_flag; /* -S as given, or NULL */
 
 static const char usage_text[] =
 "usage: waiterd [-S PATH] [--foreground | --daemonize] [options]\n"
@@ -94,7 +97,9 @@ static const char usage_text[] =
 "  -h, --help               print this help and exit\n"
 "\n"
 "Exits cleanly on SIGTERM or SIGINT: stops accepting, tells clients, removes\n"
-"its socket. Refuses to start when another waiterd serves the socket.\n";
+"its socket. Refuses to start when another waiterd serves the socket.\n"
+"Under systemd it reports readiness to $NOTIFY_SOCKET (Type=notify), and\n"
+"serves a socket passed by socket activation (LISTEN_FDS) instead of -S.\n";
 
 static noreturn void
 usage_error(const char *fmt, const char *arg)
@@ -302,6 +307,7 @@ parse_args(int argc, char **argv)
 		usage_error("unexpected argument '%s'", argv[optind]);
 	if (no_state)
 		cfg.state_dir = NULL;
+	socket_flag = cfg.socket_path;
 	if (cfg.socket_path == NULL)
 		cfg.socket_path = getenv("WAITER_SOCKET");
 	if (cfg.socket_path == NULL || cfg.socket_path[0] == '\0') {
@@ -327,13 +333,21 @@ daemonize(void)
 	if (pid > 0) {
 		close(fds[1]);
 		n = read(fds[0], msg, sizeof msg - 1);
-		if (n > 0 && msg[0] == '+')
-			exit(0);
 		msg[n > 0 ? n : 0] = '\0';
+		if (n > 0 && msg[0] == '+') {
+			/* Under systemd we are the main process, whose word it
+			 * takes: hand it the child, which serves from now on. */
+			if (sdnotify_send("MAINPID=%d\nREADY=1\nSTATUS=serving %s", (int)pid,
+			    msg + 1) < 0)
+				fprintf(stderr, "waiterd: cannot notify $NOTIFY_SOCKET: %s\n",
+				    strerror(errno));
+			exit(0);
+		}
 		fprintf(stderr, "waiterd: %s\n", n > 0 ? msg : "failed to start");
 		exit(1);
 	}
 	close(fds[0]);
+	fcntl(fds[1], F_SETFD, FD_CLOEXEC);     /* tasks do not inherit it */
 	setsid();
 	if (chdir("/") < 0)
 		fatal("chdir /");
@@ -371,6 +385,38 @@ raise_fd_limit(void)
 	}
 }
 
+/* Tell whoever waits for the start (the --daemonize parent, systemd) why
+ * it failed, then exit; what, if not NULL, prefixes the log line. */
+static noreturn void
+start_failed(int ready_fd, const char *what, const char *cause)
+{
+	if (ready_fd >= 0 && write(ready_fd, cause, strlen(cause)) < 0)
+		log_warn("ready_pipe errno=%d", errno);
+	sdnotify_send("STATUS=%.900s", cause);
+	if (what != NULL)
+		fatalx("%s: %s", what, cause);
+	fatalx("%s", cause);
+}
+
+/* Readiness: once restored and serving (the --daemonize parent tells
+ * systemd, with the child's pid, when it has the "+"). */
+static void
+start_ready(int ready_fd)
+{
+	char msg[sizeof ((struct sockaddr_un *)0)->sun_path + 2];
+
+	if (ready_fd >= 0) {
+		snprintf(msg, sizeof msg, "+%s", cfg.socket_path);
+		if (write(ready_fd, msg, strlen(msg)) < 0)
+			log_warn("ready_pipe errno=%d", errno);
+		close(ready_fd);
+		return;
+	}
+	if (sdnotify_send("READY=1\nSTATUS=serving %s", cfg.socket_path) < 0)
+		log_warn("sd_notify state=READY socket=%s error=\"%s\"",
+		    getenv("NOTIFY_SOCKET"), strerror(errno));
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -386,12 +432,19 @@ int
 main(int argc, char **argv)
 {
 	const char *cause = NULL;
-	char *state_why = NULL;
-	int ready_fd = -1;
+	char *state_why = NULL, fdname[256];
+	int ready_fd = -1, n_passed;
 
 	parse_args(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
+	/* Socket activation: before --daemonize, as LISTEN_PID names us. */
+	if ((n_passed = sdnotify_listen_fds(fdname, sizeof fdname, &cause)) < 0)
+		start_failed(-1, NULL, cause);
+	if (n_passed > 1)
+		start_failed(-1, NULL, arena_printf("the service manager passed "
+		    "%d sockets (LISTEN_FDS); waiterd serves one: give its .socket unit "
+		    "one ListenStream=", n_passed));
 	if (cfg.daemonize) {
 		ready_fd = daemonize();
 		redirect_stdio();
@@ -401,19 +454,26 @@ main(int argc, char **argv)
 	log_init(cfg.verbose);
 
 	daemon_setup();
-	if (server_listen(&cause) < 0) {
+	/* A passed socket is served wherever it is; -S, if given, must name it
+	 * ($WAITER_SOCKET is not checked: a user manager's environment may
+	 * carry one for clients). */
+	if (n_passed == 1) {
+		if (server_adopt(SDNOTIFY_FDS_START, fdname, socket_flag, &cause) < 0) {
+			server_stop_listening();
+			start_failed(ready_fd, NULL, cause);
+		}
+	} else if (server_listen(&cause) < 0) {
 		server_stop_listening();        /* let go of the lock we took */
-		if (ready_fd >= 0 && write(ready_fd, cause, strlen(cause)) < 0)
-			log_warn("ready_pipe errno=%d", errno);
-		fatalx("cannot serve %s: %s", cfg.socket_path, cause);
+		start_failed(ready_fd, arena_printf("cannot serve %s", cfg.socket_path),
+		    cause);
 	}
 	/* Restore before the loop serves anyone: a client sees its objects or
 	 * an error. Connections wait in the listen backlog meanwhile. */
+	if (cfg.state_dir != NULL)
+		sdnotify_send("STATUS=restoring the state in %s", cfg.state_dir);
 	if (state_open(&state_why) < 0) {
 		server_stop_listening();
-		if (ready_fd >= 0 && write(ready_fd, state_why, strlen(state_why)) < 0)
-			log_warn("ready_pipe errno=%d", errno);
-		fatalx("%s", state_why);
+		start_failed(ready_fd, NULL, state_why);
 	}
 	/* Threads only once we serve: a daemon refused at start (another owns
 	 * the socket) exits at once and leaves no thread unjoined. */
@@ -424,11 +484,7 @@ main(int argc, char **argv)
 	    event_add(sigterm_ev, NULL) < 0 || event_add(sigint_ev, NULL) < 0)
 		fatalx("cannot set up signals");
 	watch_proc_init();      /* logged before --daemonize returns */
-	if (ready_fd >= 0) {
-		if (write(ready_fd, "+", 1) < 0)
-			log_warn("ready_pipe errno=%d", errno);
-		close(ready_fd);
-	}
+	start_ready(ready_fd);
 	/* Every task of a root daemon runs as root: fine when meant, so say so
 	 * unless the command line named who may connect. */
 	if (geteuid() == 0 && cfg.n_allow_uids == 0 && !cfg.have_allow_gid)

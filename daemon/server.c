@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "frame.h"
 #include "log.h"
 #include "objects.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "state.h"
 #include "stats.h"
@@ -51,6 +53,11 @@
 #define ACCEPT_RETRY_US 100000
 
 static int listen_fd = -1, lock_fd = -1, reserve_fd = -1;
+/* The socket file is ours to remove: false for one the service manager
+ * bound and passed (socket activation), which outlives us. */
+static bool listen_owned;
+/* The path of a passed socket, from getsockname: cfg.socket_path points here. */
+static char adopted_path[sizeof ((struct sockaddr_un *)0)->sun_path + 1];
 static char *lock_path;
 static struct event *listen_ev, *accept_retry_ev, *reap_ev, *grace_ev;
 static LIST_HEAD(, conn) conns = LIST_HEAD_INITIALIZER(conns);
@@ -836,14 +843,24 @@ server_accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------ the socket file */
 
+/*
+ * Take PATH.lock, which holds the serving daemon's pid. optional: a lock
+ * file we may not create (a directory of the service manager's) is done
+ * without; systemd then guards the socket itself.
+ */
 static int
-server_lock(const char **cause)
+server_lock(bool optional, const char **cause)
 {
 	char pid[32];
 	struct stat a, b;
 
 	for (int tries = 0; tries < 5; tries++) {
 		lock_fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (lock_fd < 0 && optional &&
+		    (errno == EACCES || errno == EPERM || errno == EROFS)) {
+			log_info("lock_skipped path=%s error=\"%s\"", lock_path, strerror(errno));
+			return 0;
+		}
 		if (lock_fd < 0) {
 			*cause = arena_printf("cannot open %s: %s", lock_path, strerror(errno));
 			return -1;
@@ -974,6 +991,17 @@ server_init(void)
 		fatalx("cannot set up the connection events");
 }
 
+/* Accept connections on fd, a listening socket. */
+static void
+server_accept_from(int fd)
+{
+	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	listen_ev = event_new(ev_base, fd, EV_READ | EV_PERSIST, server_accept_cb, NULL);
+	accept_retry_ev = evtimer_new(ev_base, server_accept_retry_cb, NULL);
+	if (listen_ev == NULL || accept_retry_ev == NULL || event_add(listen_ev, NULL) < 0)
+		fatalx("cannot set up the listener");
+}
+
 int
 server_listen(const char **cause)
 {
@@ -988,7 +1016,7 @@ server_listen(const char **cause)
 	strcpy(sa.sun_path, cfg.socket_path);
 	if (asprintf(&lock_path, "%s.lock", cfg.socket_path) < 0)
 		fatal("asprintf");
-	if (server_prepare_dir(cause) < 0 || server_lock(cause) < 0)
+	if (server_prepare_dir(cause) < 0 || server_lock(false, cause) < 0)
 		return -1;
 	if (server_clear_stale(cause) < 0) {
 		if (*cause == NULL)
@@ -1014,13 +1042,122 @@ server_listen(const char **cause)
 		    strerror(errno));
 		return -1;
 	}
-	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	listen_ev = event_new(ev_base, listen_fd, EV_READ | EV_PERSIST, server_accept_cb, NULL);
-	accept_retry_ev = evtimer_new(ev_base, server_accept_retry_cb, NULL);
-	if (listen_ev == NULL || accept_retry_ev == NULL || event_add(listen_ev, NULL) < 0)
-		fatalx("cannot set up the listener");
+	listen_owned = true;
+	server_accept_from(listen_fd);
 	log_info("listening path=%s pid=%d mode=%04o", cfg.socket_path, (int)getpid(),
 	    (unsigned)mode);
+	return 0;
+}
+
+/* What fd is, for a refusal: "a regular file", "a TCP/IP socket", ... */
+static const char *
+server_describe_fd(int fd, int *domain, int *type, int *listening)
+{
+	struct stat st;
+	socklen_t len = sizeof(int);
+
+	if (fstat(fd, &st) < 0)
+		return "not open";
+	if (!S_ISSOCK(st.st_mode))
+		return S_ISREG(st.st_mode) ? "a regular file, not a socket" :
+		    S_ISFIFO(st.st_mode) ? "a pipe, not a socket" :
+		    S_ISCHR(st.st_mode) ? "a character device, not a socket" :
+		    S_ISDIR(st.st_mode) ? "a directory, not a socket" : "not a socket";
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, domain, &len) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, type, &len) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, listening, &len) < 0)
+		return "a socket waiterd cannot inspect";
+	if (*domain == AF_INET || *domain == AF_INET6)
+		return "a TCP/IP socket; waiterd serves a Unix socket (ListenStream=/PATH)";
+	if (*domain != AF_UNIX)
+		return "not a Unix socket";
+	if (*type == SOCK_DGRAM)
+		return "a datagram socket; waiterd needs a stream socket "
+		    "(ListenStream=, not ListenDatagram=)";
+	if (*type != SOCK_STREAM)
+		return "not a stream socket (ListenStream=, not ListenSequentialPacket=)";
+	if (!*listening)
+		return "a connected, not a listening socket (the .socket unit must "
+		    "not set Accept=yes)";
+	return NULL;
+}
+
+/* Check the passed socket's mode against --allow-uid/--allow-group: the
+ * unit sets it (SocketMode=, SocketGroup=), and a mismatch locks out the
+ * very users the command line names. */
+static void
+server_check_adopted_mode(void)
+{
+	struct stat st;
+
+	if (stat(cfg.socket_path, &st) < 0) {
+		log_warn("activated_socket path=%s error=\"%s\"", cfg.socket_path,
+		    strerror(errno));
+		return;
+	}
+	if (cfg.have_allow_gid && ((st.st_mode & 060) != 060 || st.st_gid != cfg.allow_gid))
+		log_warn("activated_socket path=%s mode=%04o gid=%u detail=\"--allow-group "
+		    "names gid %u, whose members cannot connect: set SocketGroup= and "
+		    "SocketMode=0660 in the .socket unit\"", cfg.socket_path,
+		    (unsigned)(st.st_mode & 07777), (unsigned)st.st_gid,
+		    (unsigned)cfg.allow_gid);
+	if (cfg.n_allow_uids > 0 && (st.st_mode & 006) != 006)
+		log_warn("activated_socket path=%s mode=%04o detail=\"--allow-uid names "
+		    "users who cannot connect: set SocketMode=0666 in the .socket unit\"",
+		    cfg.socket_path, (unsigned)(st.st_mode & 07777));
+}
+
+int
+server_adopt(int fd, const char *name, const char *want_path, const char **cause)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof sa;
+	int domain = -1, type = -1, listening = 0;
+	const char *what = server_describe_fd(fd, &domain, &type, &listening);
+	const char *passed = strcmp(name, "unknown") == 0 ?
+	    arena_printf("descriptor %d passed by the service manager (LISTEN_FDS)", fd) :
+	    arena_printf("descriptor %d (\"%s\") passed by the service manager "
+	    "(LISTEN_FDS)", fd, name);
+	size_t n;
+
+	if (what != NULL) {
+		*cause = arena_printf("%s is %s", passed, what);
+		return -1;
+	}
+	memset(&sa, 0, sizeof sa);
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		fatal("getsockname");
+	n = len > offsetof(struct sockaddr_un, sun_path) ?
+	    strnlen(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path)) : 0;
+	if (n == 0 || sa.sun_path[0] != '/') {
+		*cause = arena_printf("%s is %s; waiter's clients connect to a path: "
+		    "use ListenStream=/PATH", passed, n > 0 ? "bound to a relative path" :
+		    len > offsetof(struct sockaddr_un, sun_path) + 1 ?
+		    "an abstract socket (@NAME)" : "not bound to a path");
+		return -1;
+	}
+	memcpy(adopted_path, sa.sun_path, n);
+	adopted_path[n] = '\0';
+	if (want_path != NULL && strcmp(want_path, adopted_path) != 0) {
+		*cause = arena_printf("-S names %s, but the service manager passed the "
+		    "socket %s (LISTEN_FDS): drop -S or make it name the .socket "
+		    "unit's ListenStream=", want_path, adopted_path);
+		return -1;
+	}
+	cfg.socket_path = adopted_path;
+	if (asprintf(&lock_path, "%s.lock", cfg.socket_path) < 0)
+		fatal("asprintf");
+	if (server_lock(true, cause) < 0)
+		return -1;
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		fatal("fcntl on the passed socket");
+	listen_fd = fd;
+	listen_owned = false;
+	server_accept_from(listen_fd);
+	server_check_adopted_mode();
+	log_info("listening path=%s pid=%d activated=yes fd=%d fdname=\"%s\"",
+	    cfg.socket_path, (int)getpid(), fd, name);
 	return 0;
 }
 
@@ -1034,7 +1171,13 @@ server_stop_listening(void)
 	if (listen_fd >= 0) {
 		close(listen_fd);
 		listen_fd = -1;
-		unlink(cfg.socket_path);
+		if (listen_owned)
+			unlink(cfg.socket_path);
+		/* Shutdown began (daemon.c): tell the service manager, so it
+		 * neither counts us ready nor mistakes the exit for a crash. */
+		if (daemon_stopping && sdnotify_send("STOPPING=1\nSTATUS=stopping: %llu "
+		    "running tasks to end", (unsigned long long)tasks_running()) < 0)
+			log_warn("sd_notify state=STOPPING error=\"%s\"", strerror(errno));
 	}
 	if (lock_fd >= 0) {
 		unlink(lock_path);

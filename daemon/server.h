@@ -72,7 +72,15 @@ struct conn {
 
 /* The connection events; daemon_setup calls it before anything listens. */
 void server_init(void);
+/* Bind and listen at cfg.socket_path (its directory prepared, a stale
+ * socket replaced, PATH.lock taken). -1 and *cause if it cannot. */
 int server_listen(const char **cause);
+/* Socket activation: serve fd, a listening socket the service manager
+ * passed (its name, FileDescriptorName=, for messages), instead of binding.
+ * It must be a listening Unix stream socket bound to a path; that path
+ * becomes cfg.socket_path, and must equal want_path unless that is NULL
+ * (-S not given). The socket file is left to the manager, never unlinked. */
+int server_adopt(int fd, const char *name, const char *want_path, const char **cause);
 /* Serve fd, a connected socket: the listener's, or a fuzz target's end of
  * a socketpair (its peer's credentials decide, as for any client). */
 void server_accept_fd(int fd);

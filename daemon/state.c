@@ -11,6 +11,9 @@
 #include "store.h"
 #include "tasks.h"
 #include "timers.h"
+#include "watch_endpoint.h"
+#include "watch_path.h"
+#include "watch_proc.h"
 
 /* Creates still waiting for their records at shutdown get this long. */
 #define DRAIN_MS 5000
@@ -61,6 +64,18 @@ restore_one(uint64_t id, uint32_t kind, const void *rec, size_t len, void *arg)
 	case WAITER__STATE__V1__STORED_OBJECT__KIND_QUEUE:
 		tasks_restore_queue(id, so);
 		break;
+	case WAITER__STATE__V1__STORED_OBJECT__KIND_PATH_WATCH:
+		watch_path_restore(id, so);
+		n[2]++;
+		break;
+	case WAITER__STATE__V1__STORED_OBJECT__KIND_PROC_WATCH:
+		watch_proc_restore(id, so);
+		n[2]++;
+		break;
+	case WAITER__STATE__V1__STORED_OBJECT__KIND_ENDPOINT_WATCH:
+		watch_endpoint_restore(id, so);
+		n[2]++;
+		break;
 	default:
 		log_warn("state_record_unknown id=%llu kind=%u: skipped",
 		    (unsigned long long)id, kind);
@@ -73,7 +88,7 @@ restore_one(uint64_t id, uint32_t kind, const void *rec, size_t len, void *arg)
 int
 state_open(char **why)
 {
-	unsigned n[2] = { 0, 0 };
+	unsigned n[3] = { 0, 0, 0 };     /* timers, tasks, watches */
 
 	*why = NULL;
 	if (cfg.state_dir == NULL)
@@ -96,8 +111,8 @@ state_open(char **why)
 	if (store_commit_now(why) < 0)
 		return -1;
 	store_start();
-	log_info("state_open path=%s timers=%u tasks=%u next_seq=%llu", store_path(), n[0],
-	    n[1], (unsigned long long)events_last_seq() + 1);
+	log_info("state_open path=%s timers=%u tasks=%u watches=%u next_seq=%llu",
+	    store_path(), n[0], n[1], n[2], (unsigned long long)events_last_seq() + 1);
 	return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "events.h"
 #include "log.h"
 #include "objects.h"
+#include "procid.h"
 #include "server.h"
 #include "state.h"
 #include "stats.h"
@@ -106,9 +107,6 @@ static bool resuming;   /* tasks_resume: queue, start nothing yet */
 static uint64_t *restored;
 static size_t n_restored, cap_restored;
 static uint32_t last_slot;
-/* This boot, as /proc/sys/kernel/random/boot_id says: a pid of another
- * boot names another process. */
-static char boot_id[40];
 
 /* Active tasks per uid, for --max-tasks-per-user: scripts connect and go,
  * so a connection is not what a host with several users wants to bound. */
@@ -160,7 +158,6 @@ static void task_settle(uint64_t from, uint64_t *ids, size_t n, bool succeeded);
 static void task_persist(struct object *o);
 static int task_deps(struct task *t);
 static bool task_resumes(struct object *o);
-static uint64_t proc_start(pid_t pid, pid_t *pgrp);
 
 /* ------------------------------------------------------------- queues */
 
@@ -664,11 +661,13 @@ task_resolve(struct task *t, int *err)
 }
 
 /*
- * The task's environment, plus WAITER_TASK=INSTANCE/ID (any such entry it
- * inherited from a task that submitted it replaced): the task may read its
- * id there, and after a crash the daemon finds by it the processes of a
- * task whose start it had not yet written down (task_orphans). The array
- * is malloc'd, its strings are t's and one static buffer.
+ * The environment of a task the state file keeps, plus WAITER_TASK=
+ * INSTANCE/ID (any such entry it inherited from a task that submitted it
+ * replaced): after a crash the daemon finds by it the processes of a task
+ * whose start it had not yet written down (task_orphans), and the task may
+ * read its id there. Other tasks get exactly the environment they were
+ * given: NULL. The array is malloc'd, its strings are t's and one static
+ * buffer.
  */
 static char **
 task_env(struct task *t)
@@ -677,6 +676,8 @@ task_env(struct task *t)
 	size_t n = 0, i = 0;
 	char **env;
 
+	if (!t->obj.durable)
+		return NULL;
 	snprintf(mark, sizeof mark, "WAITER_TASK=%llx/%llu",
 	    (unsigned long long)state_instance(), (unsigned long long)t->obj.id);
 	while (t->env != NULL && t->env[n] != NULL)
@@ -735,7 +736,7 @@ task_spawn(struct task *t, const char **why)
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setsigdefault(&at, &all);   /* we ignore SIGPIPE; it must not */
 	env = task_env(t);
-	rc = posix_spawn(&t->pid, exe, &fa, &at, t->argv, env);
+	rc = posix_spawn(&t->pid, exe, &fa, &at, t->argv, env != NULL ? env : t->env);
 	free(env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
@@ -818,7 +819,7 @@ task_start(struct task *t)
 	n_running++;
 	if (t->obj.durable) {
 		/* Enough to find its processes after a crash (task_lost). */
-		t->proc_start = proc_start(t->pid, NULL);
+		t->proc_start = procid_start(t->pid);
 		task_persist(&t->obj);
 	}
 	ts.pid = t->pid;
@@ -1029,48 +1030,6 @@ static const struct object_ops task_ops = {
 
 /* ---------------------------------------------------------- durability */
 
-/* Field 22 of /proc/PID/stat (its start, in clock ticks after boot) and
- * field 5 (its process group); 0 if there is no such process. */
-static uint64_t
-proc_start(pid_t pid, pid_t *pgrp)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
-	int fd, n, grp = 0;
-
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	n = (int)read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	/* The command name may hold spaces and parentheses: skip to the last
-	 * ')', then: state ppid pgrp session tty_nr tpgid flags minflt cminflt
-	 * majflt cmajflt utime stime cutime cstime priority nice num_threads
-	 * itrealvalue starttime. */
-	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 1, " %*c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
-	    "%*d %*d %*d %*d %llu", &grp, &start) != 2)
-		return 0;
-	if (pgrp != NULL)
-		*pgrp = (pid_t)grp;
-	return start;
-}
-
-static void
-read_boot_id(void)
-{
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, boot_id, sizeof boot_id - 1);
-
-	if (fd >= 0)
-		close(fd);
-	boot_id[n > 0 ? n : 0] = '\0';
-	boot_id[strcspn(boot_id, "\n")] = '\0';
-}
-
 static void
 tail_copy(struct stream *s, ProtobufCBinaryData *out)
 {
@@ -1121,7 +1080,7 @@ task_persist(struct object *o)
 	st.paced = t->paced;
 	st.pid = t->pid;
 	st.proc_start = t->proc_start;
-	st.boot_id = boot_id;
+	st.boot_id = (char *)procid_boot_id();
 	st.started_us = t->started_us;
 	st.ended_us = t->ended_us;
 	st.exit_code = t->exit_code;
@@ -1161,11 +1120,11 @@ static void
 task_lost(struct task *t, const char *was_boot)
 {
 	pid_t grp = 0, pid = t->pid;
-	uint64_t start = pid > 0 ? proc_start(pid, &grp) : 0;
+	uint64_t start = pid > 0 ? procid_start_group(pid, &grp) : 0;
 	bool ours = false;
 	const char *what;
 
-	if (pid <= 0 || strcmp(was_boot, boot_id) != 0) {
+	if (pid <= 0 || strcmp(was_boot, procid_boot_id()) != 0) {
 		what = "the host restarted while it ran";
 	} else if (start != 0 && (start != t->proc_start || grp != pid)) {
 		what = "it had ended before the restart; its exit status is unknown";
@@ -1179,7 +1138,7 @@ task_lost(struct task *t, const char *was_boot)
 		while (d != NULL && !ours && (de = readdir(d)) != NULL) {
 			pid_t p = (pid_t)atoi(de->d_name), g = 0;
 
-			if (p > 0 && proc_start(p, &g) != 0 && g == pid)
+			if (p > 0 && procid_start_group(p, &g) != 0 && g == pid)
 				ours = true;
 		}
 		if (d != NULL)
@@ -1388,7 +1347,7 @@ task_orphans(void)
 			}
 			log_info("task_orphan task=%llu pid=%d", (unsigned long long)t->obj.id,
 			    (int)pid);
-			if (proc_start(pid, &grp) != 0 && grp > 1 && grp != getpgrp())
+			if (procid_start_group(pid, &grp) != 0 && grp > 1 && grp != getpgrp())
 				kill(-grp, SIGKILL);
 			kill(pid, SIGKILL);
 			break;
@@ -1716,7 +1675,6 @@ tasks_op_queue_list(struct conn *c, const Request *req, Reply *rep)
 void
 tasks_init(void)
 {
-	read_boot_id();
 	queue_get("default", true);
 	sigchld_ev = evsignal_new(ev_base, SIGCHLD, sigchld_cb, NULL);
 	if (sigchld_ev == NULL || evsignal_add(sigchld_ev, NULL) < 0)

@@ -162,6 +162,12 @@ timer_arm(struct timer *t)
 }
 
 static void
+timer_arm_object(struct object *o)
+{
+	timer_arm((struct timer *)o);
+}
+
+static void
 timer_stop(struct object *o)
 {
 	struct timer *t = (struct timer *)o;
@@ -352,10 +358,18 @@ timers_op_create(struct conn *c, const Request *req, Reply *rep)
 	    tc->lifetime == WAITER__V1__LIFETIME__LIFETIME_DAEMON ?
 	    WAITER__V1__LIFETIME__LIFETIME_DAEMON : WAITER__V1__LIFETIME__LIFETIME_CONNECTION);
 	t->obj.created_us = now_wall;   /* the instant `after` counts from */
-	timer_arm(t);
 	objects_persist(&t->obj);
-	return objects_reply_durable(c, req, &t->obj, false, rep,
-	    WAITER__V1__REPLY__RESULT_TIMER_CREATE);
+	if (!t->obj.durable) {
+		/* The reply goes out in this lap, before any timer fires. */
+		timer_arm(t);
+		return objects_reply_created(&t->obj, false, rep,
+		    WAITER__V1__REPLY__RESULT_TIMER_CREATE);
+	}
+	/* Armed once the record is durable and the reply sent: the reply
+	 * comes before the first TIMER_FIRED (a deadline passed meanwhile
+	 * fires on the next lap). */
+	return objects_reply_durable_then(c, req, &t->obj, false, rep,
+	    WAITER__V1__REPLY__RESULT_TIMER_CREATE, timer_arm_object);
 }
 
 void

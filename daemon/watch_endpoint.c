@@ -19,6 +19,7 @@
 #include "log.h"
 #include "objects.h"
 #include "server.h"
+#include "state.h"
 #include "stats.h"
 #include "watch_endpoint.h"
 #include "workers.h"
@@ -69,6 +70,7 @@ struct ep_watch {
 	char *host, *port;      /* tcp: what getaddrinfo is asked */
 	uint64_t timeout_us;    /* 0 = none */
 	int64_t deadline;       /* monotonic end of the watch, if timeout_us */
+	int64_t deadline_wall;  /* the same on the wall clock (its record) */
 	uint64_t attempts;      /* connects started, and failed resolutions */
 	uint64_t events;
 	uint64_t backoff_us;    /* the wait after the next failed round */
@@ -154,12 +156,47 @@ ep_free(struct object *o)
 	free(w);
 }
 
+/* The record of an endpoint watch: the endpoint as given, and its
+ * deadline on the wall clock, so "30s" still ends 30 s after the create
+ * when the daemon restarted meanwhile (the monotonic clock restarts at
+ * boot). Written at the create, at the end, and at a clean stop (so the
+ * attempts so far are kept), not at each attempt. */
+static void
+ep_persist(struct object *o)
+{
+	struct ep_watch *w = (struct ep_watch *)o;
+	Waiter__State__V1__StoredObject so = WAITER__STATE__V1__STORED_OBJECT__INIT;
+	Waiter__State__V1__StoredEndpointWatch se =
+	    WAITER__STATE__V1__STORED_ENDPOINT_WATCH__INIT;
+
+	se.endpoint = w->endpoint;
+	se.timeout_us = w->timeout_us;
+	se.deadline_wall_us = w->deadline_wall;
+	se.attempts = w->attempts;
+	se.last_error = w->last_error;
+	se.events = w->events;
+	so.kind_case = WAITER__STATE__V1__STORED_OBJECT__KIND_ENDPOINT_WATCH;
+	so.endpoint_watch = &se;
+	state_put(o, &so);
+}
+
+/* The daemon stops: a kept watch resumes at the next start; its record
+ * takes the attempts made so far. */
+static bool
+ep_resumes(struct object *o)
+{
+	ep_persist(o);
+	return true;
+}
+
 static const struct object_ops ep_ops = {
 	.kind = WAITER__V1__OBJECT_KIND__OBJECT_KIND_WATCH,
 	.name = "watch",
 	.stop = ep_stop,
 	.describe = ep_describe,
 	.free = ep_free,
+	.persist = ep_persist,
+	.resumes = ep_resumes,
 };
 
 /* "127.0.0.1:8080", "[::1]:8080", or the unix path. */
@@ -556,23 +593,28 @@ ep_parse_unix(const char *path, struct ep_spec *sp)
 	return NULL;
 }
 
+/* An endpoint string into sp; NULL, or why it is wrong. */
+static const char *
+ep_parse(const char *e, struct ep_spec *sp)
+{
+	memset(sp, 0, sizeof *sp);
+	if (e[0] == '\0')
+		return "an endpoint is required: tcp:HOST:PORT or unix:PATH";
+	if (strlen(e) > EP_ENDPOINT_MAX)
+		return "the endpoint is longer than 270 characters";
+	if (strncmp(e, "tcp:", 4) == 0)
+		return ep_parse_tcp(e + 4, sp);
+	if (strncmp(e, "unix:", 5) == 0)
+		return ep_parse_unix(e + 5, sp);
+	return "an endpoint is tcp:HOST:PORT or unix:PATH";
+}
+
 /* Validate a WatchEndpoint into sp; 0, or -1 with rep holding the error. */
 static int
 ep_check(const Waiter__V1__WatchEndpoint *we, struct ep_spec *sp, Reply *rep)
 {
-	const char *e = we->endpoint, *why = NULL;
+	const char *e = we->endpoint, *why = ep_parse(e, sp);
 
-	memset(sp, 0, sizeof *sp);
-	if (e[0] == '\0')
-		why = "an endpoint is required: tcp:HOST:PORT or unix:PATH";
-	else if (strlen(e) > EP_ENDPOINT_MAX)
-		why = "the endpoint is longer than 270 characters";
-	else if (strncmp(e, "tcp:", 4) == 0)
-		why = ep_parse_tcp(e + 4, sp);
-	else if (strncmp(e, "unix:", 5) == 0)
-		why = ep_parse_unix(e + 5, sp);
-	else
-		why = "an endpoint is tcp:HOST:PORT or unix:PATH";
 	if (why != NULL) {
 		op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
 		    "endpoint '%.*s': %s", EP_ENDPOINT_MAX, e, why);
@@ -589,11 +631,11 @@ ep_check(const Waiter__V1__WatchEndpoint *we, struct ep_spec *sp, Reply *rep)
 }
 
 static struct ep_watch *
-ep_new(const Waiter__V1__WatchEndpoint *we, const struct ep_spec *sp)
+ep_new(const char *endpoint, uint64_t timeout_us, const struct ep_spec *sp)
 {
 	struct ep_watch *w = calloc(1, sizeof *w);
 
-	if (w == NULL || (w->endpoint = strdup(we->endpoint)) == NULL ||
+	if (w == NULL || (w->endpoint = strdup(endpoint)) == NULL ||
 	    (sp->type == WAITER__V1__WATCH_TYPE__WATCH_TYPE_TCP &&
 	    ((w->host = strdup(sp->host)) == NULL || (w->port = strdup(sp->port)) == NULL))) {
 		if (w != NULL)
@@ -602,7 +644,7 @@ ep_new(const Waiter__V1__WatchEndpoint *we, const struct ep_spec *sp)
 	}
 	w->type = sp->type;
 	w->fd = -1;
-	w->timeout_us = we->timeout_us;
+	w->timeout_us = timeout_us;
 	w->backoff_us = EP_BACKOFF_FIRST_US;
 	if (sp->literal) {
 		w->addrs[0] = sp->addr;
@@ -613,11 +655,27 @@ ep_new(const Waiter__V1__WatchEndpoint *we, const struct ep_spec *sp)
 	return w;
 }
 
+/* Arm the timeout and start the first round in a later callback. */
+static void
+ep_start(struct object *o)
+{
+	struct ep_watch *w = (struct ep_watch *)o;
+	static const struct timeval now = { 0, 0 };
+
+	if (w->deadline != 0) {
+		int64_t left = w->deadline - clock_mono_us();
+		struct timeval tv = clock_tv(left > 0 ? left : 0);
+
+		evtimer_add(&w->timeout_ev, &tv);
+	}
+	w->state = EP_BACKOFF;
+	evtimer_add(&w->retry_ev, &now);
+}
+
 enum op_result
 watch_endpoint_op_create(struct conn *c, const Request *req, Reply *rep)
 {
 	const Waiter__V1__WatchEndpoint *we = req->watch_endpoint;
-	static const struct timeval now = { 0, 0 };
 	struct object *existing;
 	struct ep_spec sp;
 	struct ep_watch *w;
@@ -630,29 +688,69 @@ watch_endpoint_op_create(struct conn *c, const Request *req, Reply *rep)
 			return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION,
 			    "the name %s belongs to %s %llu", we->name,
 			    existing->ops->name, (unsigned long long)existing->id);
-		return objects_reply_created(existing, true, rep,
+		return objects_reply_durable(c, req, existing, true, rep,
 		    WAITER__V1__REPLY__RESULT_WATCH_ENDPOINT);
 	}
 	if (objects_check_create(c, we->name, rep) < 0)
 		return OP_REPLY;
-	if ((w = ep_new(we, &sp)) == NULL)
+	if ((w = ep_new(we->endpoint, we->timeout_us, &sp)) == NULL)
 		return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_RESOURCE_EXHAUSTED,
 		    "out of memory");
 	objects_register(&w->obj, &ep_ops, c, we->name,
 	    we->lifetime == WAITER__V1__LIFETIME__LIFETIME_DAEMON ?
 	    WAITER__V1__LIFETIME__LIFETIME_DAEMON : WAITER__V1__LIFETIME__LIFETIME_CONNECTION);
 	if (w->timeout_us != 0) {
-		struct timeval tv = clock_tv((int64_t)w->timeout_us);
-
 		w->deadline = clock_mono_us() + (int64_t)w->timeout_us;
-		evtimer_add(&w->timeout_ev, &tv);
+		/* From the instant the create counts from, as a timer's. */
+		w->deadline_wall = w->obj.created_us + (int64_t)w->timeout_us;
 	}
-	/* The first round starts in a later callback: the reply (the id) goes
-	 * out before any event about the watch can. */
-	w->state = EP_BACKOFF;
-	evtimer_add(&w->retry_ev, &now);
-	return objects_reply_created(&w->obj, false, rep,
-	    WAITER__V1__REPLY__RESULT_WATCH_ENDPOINT);
+	objects_persist(&w->obj);
+	/* The timeout and the first round start once the create is answered
+	 * (ep_start): the reply (the id) goes out before any event about the
+	 * watch can. */
+	return objects_reply_durable_then(c, req, &w->obj, false, rep,
+	    WAITER__V1__REPLY__RESULT_WATCH_ENDPOINT, ep_start);
+}
+
+/* At start-up: put back an endpoint watch of the state file. */
+void
+watch_endpoint_restore(uint64_t id, const Waiter__State__V1__StoredObject *so)
+{
+	const Waiter__State__V1__StoredEndpointWatch *se = so->endpoint_watch;
+	static const struct timeval now = { 0, 0 };
+	struct ep_spec sp;
+	struct ep_watch *w;
+	const char *why;
+
+	/* Checked when it was created: only a damaged record fails here. */
+	if ((why = ep_parse(se->endpoint, &sp)) != NULL) {
+		log_warn("state_record_bad id=%llu detail=\"endpoint: %s\": skipped",
+		    (unsigned long long)id, why);
+		return;
+	}
+	if ((w = ep_new(se->endpoint, se->timeout_us, &sp)) == NULL)
+		fatal("calloc");
+	w->deadline_wall = se->deadline_wall_us;
+	w->attempts = se->attempts;
+	w->events = se->events;
+	snprintf(w->last_error, sizeof w->last_error, "%s", se->last_error);
+	objects_restore(&w->obj, &ep_ops, id, so);
+	if (!objects_restored_active(&w->obj))
+		return;
+	if (w->deadline_wall != 0 && w->deadline_wall <= clock_wall_us()) {
+		/* It passed while the daemon was down: time out on the first
+		 * lap, with no attempt now (the event seqs are not set up
+		 * yet, and an endpoint up now was not up in time). */
+		if (w->last_error[0] == '\0')
+			snprintf(w->last_error, sizeof w->last_error,
+			    "the daemon was down when the timeout passed");
+		evtimer_add(&w->timeout_ev, &now);
+		return;
+	}
+	/* The same deadline on this boot's monotonic clock. */
+	if (w->deadline_wall != 0)
+		w->deadline = clock_mono_us() + (w->deadline_wall - clock_wall_us());
+	ep_start(&w->obj);
 }
 
 /* Nothing is kept outside the watches: each one's stop releases its

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "objects.h"
 #include "server.h"
+#include "state.h"
 #include "stats.h"
 #include "strv.h"
 #include "watch_path.h"
@@ -89,6 +90,7 @@ struct scan {
 	bool is_file, awaiting;
 	bool appeared;                  /* awaiting, yet it is there already */
 	bool initial;                   /* one of the create request's walks */
+	bool restore;                   /* one of a restored watch's walks */
 	char *only;
 	struct { int wd; char *path, *rel; } *dirs;
 	size_t n_dirs, cap_dirs;
@@ -113,9 +115,19 @@ struct pw {
 	uint64_t events;
 	unsigned n_dirs;
 	bool ended;
-	/* Establishing: the create request is answered when every root's
-	 * walk is done. */
+	/* Establishing: the create request is answered (or, restored, the
+	 * watch says it may have missed changes) when every root's walk is
+	 * done. */
 	unsigned establishing;
+	bool resume;                    /* restored: its walks start on the first lap */
+	/* In place, its create not yet answered (its record is being
+	 * written): changes are gathered, and an end kept, until the reply
+	 * is sent, which comes before any event (pw_answered). */
+	bool unanswered;
+	struct {
+		Waiter__V1__WatchEndReason reason;
+		char *path, *message;   /* message set: it ended meanwhile */
+	} end;
 	struct conn *creator;
 	uint64_t req_id;
 	char *fail;                     /* the first failure while establishing */
@@ -136,6 +148,7 @@ struct held {
 static int ifd = -1;
 static struct event *ifd_ev;
 static struct event *sweep_ev;
+static struct event *resume_ev;         /* restored watches' walks: first lap */
 static void *kdirs;                     /* tsearch tree by wd */
 static unsigned scans_in_flight;
 static STAILQ_HEAD(, held) held = STAILQ_HEAD_INITIALIZER(held);
@@ -616,7 +629,7 @@ pw_change(struct pw *w, Waiter__V1__PathEventKind kind, const char *path,
 		if (globs_match(w->exclude, w->n_exclude, rel))
 			return false;
 	}
-	if (w->settle_us == 0) {
+	if (w->settle_us == 0 && !w->unanswered) {
 		Waiter__V1__PathChange pc = WAITER__V1__PATH_CHANGE__INIT, *list = &pc;
 
 		pc.kind = kind;
@@ -644,7 +657,7 @@ pw_change(struct pw *w, Waiter__V1__PathEventKind kind, const char *path,
 		ch->dir = dir;
 	}
 rearm:
-	{
+	if (!w->unanswered) {
 		struct timeval tv = clock_tv((int64_t)w->settle_us);
 
 		evtimer_add(&w->settle_ev, &tv);
@@ -652,36 +665,105 @@ rearm:
 	return true;
 }
 
+/* Publish WATCH_ENDED and fail w, after what it gathered (if that did
+ * not complete it: once). */
 static void
-pw_end(struct pw *w, Waiter__V1__WatchEndReason reason, const char *path, const char *fmt,
-    ...)
+pw_end_publish(struct pw *w, Waiter__V1__WatchEndReason reason, const char *path,
+    const char *msg)
 {
 	Event ev = WAITER__V1__EVENT__INIT;
 	Waiter__V1__WatchEnded we = WAITER__V1__WATCH_ENDED__INIT;
-	va_list ap;
-	char *msg = NULL;
 	uint64_t seq;
 
-	if (w->ended)
-		return;
 	settle_flush(w);
-	if (w->ended)
+	if (w->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
 		return;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
 	we.reason = reason;
 	we.path = (char *)path;
-	we.message = msg ? msg : (char *)"";
+	we.message = (char *)msg;
 	ev.object_id = w->obj.id;
 	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_WATCH_ENDED;
 	ev.body_case = WAITER__V1__EVENT__BODY_WATCH_ENDED;
 	ev.watch_ended = &we;
 	w->ended = true;
 	seq = events_publish(&ev, w->obj.owner);
-	free(msg);
 	objects_finish(&w->obj, WAITER__V1__OBJECT_STATE__OBJECT_STATE_FAILED, seq);
+}
+
+static void
+pw_end(struct pw *w, Waiter__V1__WatchEndReason reason, const char *path, const char *fmt,
+    ...)
+{
+	va_list ap;
+	char *msg = NULL;
+
+	if (w->ended)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	if (w->unanswered) {
+		/* Told once the create is answered; nothing more to gather. */
+		w->ended = true;
+		w->end.reason = reason;
+		if ((w->end.path = strdup(path)) == NULL)
+			fatal("strdup");
+		w->end.message = msg != NULL ? msg : strdup("");
+		return;
+	}
+	pw_end_publish(w, reason, path, msg ? msg : "");
+	free(msg);
+}
+
+/* Publish the changes gathered while the create was unanswered, one per
+ * event as without settle (the last one says how many were left out). */
+static void
+pw_flush_each(struct pw *w)
+{
+	size_t n = w->n_pending;
+	uint64_t more = w->more;
+	struct change *pending = w->pending;
+
+	w->pending = NULL;
+	w->n_pending = 0;
+	w->more = 0;
+	for (size_t i = 0; i < n; i++) {
+		Waiter__V1__PathChange pc = WAITER__V1__PATH_CHANGE__INIT, *list = &pc;
+
+		pc.kind = pending[i].kind;
+		pc.path = pending[i].path;
+		pc.old_path = pending[i].old_path ? pending[i].old_path : (char *)"";
+		pc.is_dir = pending[i].dir;
+		if (w->obj.state == WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE)
+			pw_publish(w, &list, 1, i + 1 == n ? more : 0);   /* once: may end */
+		free(pending[i].path);
+		free(pending[i].old_path);
+	}
+	free(pending);
+}
+
+/* The create is answered (or its connection is gone): what happened since
+ * the watch was in place is told now, after the reply. */
+static void
+pw_answered(struct object *o)
+{
+	struct pw *w = (struct pw *)o;
+
+	if (!w->unanswered)
+		return;
+	w->unanswered = false;
+	busy_begin();
+	if (w->settle_us == 0)
+		pw_flush_each(w);
+	if (w->end.message != NULL)
+		pw_end_publish(w, w->end.reason, w->end.path, w->end.message);
+	else if (w->n_pending > 0) {
+		struct timeval tv = clock_tv((int64_t)w->settle_us);
+
+		evtimer_add(&w->settle_ev, &tv);
+	}
+	busy_end();
 }
 
 /* ------------------------------------------------------------- the object */
@@ -787,11 +869,50 @@ pw_free_now(struct pw *w)
 		free(w->pending[i].old_path);
 	}
 	free(w->pending);
+	free(w->end.path);
+	free(w->end.message);
 	strv_free(w->roots);
 	strv_free(w->include);
 	strv_free(w->exclude);
 	free(w->fail);
 	free(w);
+}
+
+/* The record of a path watch: what its create request carried. Written
+ * once it is in place, when it ends and at a clean stop; not at each
+ * event (a storm of changes must not be a storm of writes), so after a
+ * crash its events count is the one of its last record. */
+static void
+pw_persist(struct object *o)
+{
+	struct pw *w = (struct pw *)o;
+	Waiter__State__V1__StoredObject so = WAITER__STATE__V1__STORED_OBJECT__INIT;
+	Waiter__State__V1__StoredPathWatch sp = WAITER__STATE__V1__STORED_PATH_WATCH__INIT;
+
+	sp.paths = w->roots;
+	sp.n_paths = w->n_roots;
+	sp.recursive = w->recursive;
+	sp.on = w->on;
+	sp.include = w->include;
+	sp.n_include = w->n_include;
+	sp.exclude = w->exclude;
+	sp.n_exclude = w->n_exclude;
+	sp.settle_us = w->settle_us;
+	sp.once = w->once;
+	sp.create = w->create;
+	sp.events = w->events;
+	so.kind_case = WAITER__STATE__V1__STORED_OBJECT__KIND_PATH_WATCH;
+	so.path_watch = &sp;
+	state_put(o, &so);
+}
+
+/* The daemon stops: a kept watch resumes at the next start; its record
+ * takes the events count so far. */
+static bool
+pw_resumes(struct object *o)
+{
+	pw_persist(o);
+	return true;
 }
 
 static const struct object_ops pw_ops = {
@@ -800,6 +921,8 @@ static const struct object_ops pw_ops = {
 	.stop = pw_stop,
 	.describe = pw_describe,
 	.free = pw_free,
+	.persist = pw_persist,
+	.resumes = pw_resumes,
 };
 
 /* ------------------------------------------------------------ dispatch */
@@ -991,24 +1114,33 @@ kdir_gone(struct kdir *d)
 	kdir_forget(d);
 }
 
+/* Tell w's client that changes may have been lost: rescan. */
+static void
+pw_overflow(struct pw *w, const char *message)
+{
+	Event ev = WAITER__V1__EVENT__INIT;
+	Waiter__V1__WatchOverflow wo = WAITER__V1__WATCH_OVERFLOW__INIT;
+
+	wo.message = (char *)message;
+	ev.object_id = w->obj.id;
+	ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_WATCH_OVERFLOW;
+	ev.body_case = WAITER__V1__EVENT__BODY_WATCH_OVERFLOW;
+	ev.watch_overflow = &wo;
+	w->events++;
+	events_publish(&ev, w->obj.owner);
+}
+
 static void
 overflow_all(void)
 {
 	struct pw *w;
 
-	LIST_FOREACH(w, &all, all_link) {
-		Event ev = WAITER__V1__EVENT__INIT;
-		Waiter__V1__WatchOverflow wo = WAITER__V1__WATCH_OVERFLOW__INIT;
-
-		wo.message = (char *)"the kernel's inotify queue overflowed: changes were "
-		    "lost; rescan what you watch (sysctl fs.inotify.max_queued_events)";
-		ev.object_id = w->obj.id;
-		ev.kind = WAITER__V1__EVENT_KIND__EVENT_KIND_WATCH_OVERFLOW;
-		ev.body_case = WAITER__V1__EVENT__BODY_WATCH_OVERFLOW;
-		ev.watch_overflow = &wo;
-		w->events++;
-		events_publish(&ev, w->obj.owner);
-	}
+	/* A watch not yet answered is not told: what was lost happened
+	 * before its reply, and only changes after it are promised. */
+	LIST_FOREACH(w, &all, all_link)
+		if (!w->unanswered)
+			pw_overflow(w, "the kernel's inotify queue overflowed: changes were "
+			    "lost; rescan what you watch (sysctl fs.inotify.max_queued_events)");
 }
 
 static void
@@ -1213,14 +1345,53 @@ pw_established(struct pw *w)
 			op_error(&rep, w->fail_code, "%s", why);
 			conn_send_reply(c, &rep);
 		}
-		pw_end(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_UNSPECIFIED, "", "%s",
+		/* Answered: what the roots in place saw is told, then the end
+		 * (whatever end one of them came to meanwhile). */
+		w->unanswered = false;
+		busy_begin();
+		if (w->settle_us == 0)
+			pw_flush_each(w);
+		pw_end_publish(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_UNSPECIFIED, "",
 		    why);
+		busy_end();
 		return;
 	}
+	/* In place: kept from now on, and answered once that is durable. */
+	objects_persist(&w->obj);
 	if (c != NULL) {
-		objects_reply_created(&w->obj, false, &rep, WAITER__V1__REPLY__RESULT_WATCH_PATH);
-		conn_send_reply(c, &rep);
+		Request req = WAITER__V1__REQUEST__INIT;
+
+		req.id = w->req_id;
+		objects_reply_durable_then(c, &req, &w->obj, false, &rep,
+		    WAITER__V1__REPLY__RESULT_WATCH_PATH, pw_answered);
+	} else {
+		pw_answered(&w->obj);   /* its creator is gone: no reply to wait for */
 	}
+}
+
+/* A restored watch's walks are done: it watches again, and says that
+ * what changed while the daemon was down was not seen. */
+static void
+pw_rearmed(struct pw *w)
+{
+	if (--w->establishing > 0 || w->ended)
+		return;
+	log_info("watch_path_resumed id=%llu directories=%u", (unsigned long long)w->obj.id,
+	    w->n_dirs);
+	pw_overflow(w, "waiterd restarted: changes made while it was down were not seen; "
+	    "rescan what you watch");
+}
+
+/* A restored watch's root could not be set up again. */
+static void
+pw_restore_failed(struct pw *w, const struct scan *s, const char *why)
+{
+	if (s->err == ENOENT || s->err == ENOTDIR)
+		pw_end(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_DELETED, s->path,
+		    "%s is gone: it went while waiterd was down", s->path);
+	else
+		pw_end(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_UNSPECIFIED, s->path,
+		    "%s", why);
 }
 
 static void
@@ -1265,6 +1436,8 @@ scan_done(void *arg)
 		} else if (limit) {
 			pw_end(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_LIMIT, s->path,
 			    "%s", why);
+		} else if (s->restore) {
+			pw_restore_failed(w, s, why);
 		} else if (s->establish) {
 			/* A root that appeared (--create) went again, or
 			 * cannot be read: the watch cannot go on. */
@@ -1289,6 +1462,10 @@ scan_done(void *arg)
 	}
 	if (s->initial) {
 		pw_established(w);
+		goto out;
+	}
+	if (s->restore) {
+		pw_rearmed(w);
 		goto out;
 	}
 	/* A root that appeared (--create), then what a new directory held
@@ -1378,7 +1555,7 @@ watch_path_op_create(struct conn *c, const Request *req, Reply *rep)
 			return op_error(rep, WAITER__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION,
 			    "the name %s belongs to %s %llu", wp->name, existing->ops->name,
 			    (unsigned long long)existing->id);
-		return objects_reply_created(existing, true, rep,
+		return objects_reply_durable(c, req, existing, true, rep,
 		    WAITER__V1__REPLY__RESULT_WATCH_PATH);
 	}
 	if (objects_check_create(c, wp->name, rep) < 0)
@@ -1416,12 +1593,80 @@ watch_path_op_create(struct conn *c, const Request *req, Reply *rep)
 	    WAITER__V1__LIFETIME__LIFETIME_DAEMON : WAITER__V1__LIFETIME__LIFETIME_CONNECTION);
 	LIST_INSERT_HEAD(&all, w, all_link);
 	w->in_all = true;
-	/* Answered once every root is in place (pw_established). */
+	/* Answered once every root is in place (pw_established); what the
+	 * first roots in place see before that is told after the reply. */
 	w->req_id = req->id;
+	w->unanswered = true;
 	w->establishing = (unsigned)w->n_roots;
 	for (size_t i = 0; i < w->n_roots; i++)
 		scan_start(w, (int)i, w->roots[i], "", true, false)->initial = true;
 	return OP_DEFERRED;
+}
+
+/* The first lap: walk the restored watches' roots again, on the workers
+ * (which start after the state is read), as a create would. */
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pw *w, *next;
+
+	(void)fd, (void)what, (void)arg;
+	busy_begin();
+	for (w = LIST_FIRST(&all); w != NULL; w = next) {
+		next = LIST_NEXT(w, all_link);
+		if (!w->resume)
+			continue;
+		w->resume = false;
+		if (ifd < 0) {
+			pw_end(w, WAITER__V1__WATCH_END_REASON__WATCH_END_REASON_UNSPECIFIED, "",
+			    "this waiterd could not open inotify at start: it cannot watch paths");
+			continue;
+		}
+		w->establishing = (unsigned)w->n_roots;
+		for (size_t i = 0; i < w->n_roots; i++)
+			scan_start(w, (int)i, w->roots[i], "", true, false)->restore = true;
+	}
+	busy_end();
+	arena_reset();
+}
+
+void
+watch_path_restore(uint64_t id, const Waiter__State__V1__StoredObject *so)
+{
+	const Waiter__State__V1__StoredPathWatch *sp = so->path_watch;
+	struct pw *w;
+
+	if (sp->n_paths == 0 || sp->n_paths > WATCH_PATHS_MAX) {
+		log_warn("state_record_bad id=%llu detail=\"path watch with %zu paths\": "
+		    "skipped", (unsigned long long)id, sp->n_paths);
+		return;
+	}
+	if ((w = calloc(1, sizeof *w)) == NULL)
+		fatal("calloc");
+	w->roots = strv_dup(sp->paths, sp->n_paths);
+	w->n_roots = sp->n_paths;
+	w->recursive = sp->recursive;
+	w->once = sp->once;
+	w->create = sp->create;
+	w->on = sp->on;
+	w->include = strv_dup(sp->include, sp->n_include);
+	w->n_include = sp->n_include;
+	w->exclude = strv_dup(sp->exclude, sp->n_exclude);
+	w->n_exclude = sp->n_exclude;
+	w->settle_us = sp->settle_us;
+	w->events = sp->events;
+	evtimer_assign(&w->settle_ev, ev_base, settle_cb, w);
+	LIST_INIT(&w->uses);
+	LIST_INIT(&w->scans);
+	objects_restore(&w->obj, &pw_ops, id, so);
+	if (!objects_restored_active(&w->obj)) {
+		w->ended = true;
+		return;
+	}
+	LIST_INSERT_HEAD(&all, w, all_link);
+	w->in_all = true;
+	w->resume = true;
+	event_active(resume_ev, EV_TIMEOUT, 1);
 }
 
 unsigned
@@ -1433,6 +1678,9 @@ watch_path_kernel_watches(void)
 void
 watch_path_init(void)
 {
+	resume_ev = event_new(ev_base, -1, 0, resume_cb, NULL);
+	if (resume_ev == NULL)
+		fatal("event_new");
 	ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (ifd < 0) {
 		log_warn("inotify_init1 errno=%d: path watches are refused", errno);
@@ -1473,7 +1721,9 @@ watch_path_free(void)
 		event_free(ifd_ev);
 	if (sweep_ev != NULL)
 		event_free(sweep_ev);
-	ifd_ev = sweep_ev = NULL;
+	if (resume_ev != NULL)
+		event_free(resume_ev);
+	ifd_ev = sweep_ev = resume_ev = NULL;
 	if (ifd >= 0)
 		close(ifd);
 	ifd = -1;

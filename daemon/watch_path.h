@@ -8,6 +8,7 @@
 #ifndef WAITERD_WATCH_PATH_H
 #define WAITERD_WATCH_PATH_H
 
+#include "state.h"
 #include "waiterd.h"
 
 #define WATCH_PATHS_MAX 64              /* roots per watch */
@@ -19,5 +20,9 @@ void watch_path_free(void);
 /* Kernel watches held now (one per directory, shared). */
 unsigned watch_path_kernel_watches(void);
 op_fn watch_path_op_create;
+/* At start-up: put back a path watch of the state file (state.c). Its
+ * roots are walked again on the first lap; once in place it publishes
+ * WATCH_OVERFLOW (changes made while the daemon was down were not seen). */
+void watch_path_restore(uint64_t id, const Waiter__State__V1__StoredObject *so);
 
 #endif

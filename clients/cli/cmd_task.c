@@ -263,8 +263,8 @@ const struct cmd cmd_submit = {
 	"submit", "[options] [--wait] -- COMMAND [ARG...]", "hand a command to a queue",
 	"Submit COMMAND to run on the daemon and print its id. The task outlives\n"
 	"this command; collect it with `waiter wait ID` (exits with its status),\n"
-	"`waiter logs ID` and `waiter show ID`. The task finds its id in its\n"
-	"environment: WAITER_TASK=INSTANCE/ID.\n\n"
+	"`waiter logs ID` and `waiter show ID`. With a daemon that keeps state,\n"
+	"the task finds its id in its environment: WAITER_TASK=INSTANCE/ID.\n\n"
 	SUBMIT_HELP
 	"  --wait           stay until it ends, exit with its status; Ctrl-C kills it\n",
 	submit_main,

@@ -201,6 +201,28 @@ default_state_dir(char *buf, size_t len)
 	return n > 0 && (size_t)n < len ? buf : NULL;
 }
 
+/*
+ * Our environment minus systemd's service variables: a script run by a
+ * service (NOTIFY_SOCKET set) must not start a daemon that reports itself
+ * to that service's manager as its main process (doc/systemd.md).
+ */
+static char **
+autostart_env(void)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ[n] != NULL)
+		n++;
+	if ((env = calloc(n + 1, sizeof *env)) == NULL)
+		return environ;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0 &&
+		    strncmp(environ[i], "LISTEN_", 7) != 0)
+			env[k++] = environ[i];
+	return env;
+}
+
 /* Start a daemon at path; it detaches once it serves. Racing starters are
  * fine: the daemon's lock lets one win, the others exit and we connect. */
 static void
@@ -211,11 +233,15 @@ autostart(const char *path)
 	const char *dir = default_state_dir(state, sizeof state);
 	char *argv[] = { (char *)bin, "--daemonize", "-S", (char *)path,
 	    dir != NULL ? "--state-dir" : NULL, (char *)dir, NULL };
+	char **env = autostart_env();
 	pid_t pid;
-	int status;
+	int status, rc;
 
-	if (posix_spawnp(&pid, bin, NULL, NULL, argv, environ) != 0) {
-		cli_fail(0, "cannot start %s: %s", bin, strerror(errno));
+	rc = posix_spawnp(&pid, bin, NULL, NULL, argv, env);
+	if (env != environ)
+		free(env);
+	if (rc != 0) {
+		cli_fail(0, "cannot start %s: %s", bin, strerror(rc));
 		return;
 	}
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

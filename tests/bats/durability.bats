@@ -434,12 +434,13 @@ $TESTDIR/work"
 	[ ! -e "$TESTDIR/ran" ]
 }
 
-@test "SIGKILL three times in a busy workload: every acknowledged object is back, every task ends, no process is left" {
+@test "SIGKILL three times in a busy workload of tasks, timers and watches: every acknowledged object is back, every task ends, no process is left" {
 	start_daemon --state-dir "$STATE"
 	"$WAITER" queue set busy --parallel 3 >/dev/null
 	mkdir "$TESTDIR/pids"
 	: >"$TESTDIR/tasks"
 	: >"$TESTDIR/timers"
+	: >"$TESTDIR/watches"
 	for round in 1 2 3; do
 		# A client submitting tasks and timers, appending each id once
 		# it is acknowledged; it stops at the first refusal (the crash).
@@ -450,6 +451,9 @@ $TESTDIR/work"
 				echo "$id" >>"$TESTDIR/tasks"
 				id=$("$WAITER" after "$((i % 3))s") || exit 0
 				echo "$id" >>"$TESTDIR/timers"
+				mkdir -p "$TESTDIR/watched/$round.$i"
+				id=$("$WAITER" watch path "$TESTDIR/watched/$round.$i") || exit 0
+				echo "$id" >>"$TESTDIR/watches"
 			done
 		) &
 		load=$!
@@ -468,6 +472,11 @@ $TESTDIR/work"
 			run "$WAITER" --json show "$id"
 			[ "$status" -eq 0 ] || { echo "timer $id was acknowledged, then lost: $output"; false; }
 		done <"$TESTDIR/timers"
+		while read -r id; do
+			run "$WAITER" --json show "$id"
+			[ "$status" -eq 0 ] || { echo "watch $id was acknowledged, then lost: $output"; false; }
+			[ "$(echo "$output" | jq -r .state)" = active ]
+		done <"$TESTDIR/watches"
 	done
 	# Every task ends: it ran, or it was running at a crash and is lost.
 	while read -r id; do
@@ -479,7 +488,7 @@ $TESTDIR/work"
 		wait_dead "$(basename "$f")"
 	done
 	# Ids never repeat across the crashes.
-	[ "$(sort "$TESTDIR/tasks" "$TESTDIR/timers" | uniq -d | wc -l)" -eq 0 ]
+	[ "$(sort "$TESTDIR/tasks" "$TESTDIR/timers" "$TESTDIR/watches" | uniq -d | wc -l)" -eq 0 ]
 }
 
 @test "a task started but not yet written down as started when the daemon dies is found by WAITER_TASK, killed and lost" {
@@ -508,4 +517,43 @@ $TESTDIR/work"
 	[ "$status" -eq 1 ]
 	assert_output --partial "before it wrote that down (pid $x_pid)"
 	grep -q "msg=task_orphan task=$x pid=$x_pid" "$DAEMON_LOG"
+}
+
+@test "a durable timer's create is answered before it fires, however short" {
+	start_daemon --state-dir "$STATE"
+	cat >"$TESTDIR/order.py" <<'PY'
+# Create N durable 1 µs timers, one at a time, and count the events that
+# come before the reply that gives their id.
+import socket, struct, sys
+from waiter import waiter_pb2 as pb
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+buf, early = b"", 0
+def call(req):
+    global buf, early
+    b = req.SerializeToString()
+    s.sendall(struct.pack(">I", len(b)) + b)
+    while True:
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+            buf += s.recv(65536)
+        k = struct.unpack(">I", buf[:4])[0]
+        m = pb.ServerMessage()
+        m.ParseFromString(buf[4:4 + k])
+        buf = buf[4 + k:]
+        if m.HasField("reply") and m.reply.id == req.id:
+            return m.reply
+        if m.HasField("event") and m.event.object_id not in known:
+            early += 1
+known = {0}
+call(pb.Request(id=1, hello=pb.Hello(protocol_version=1, client_name="order")))
+for i in range(int(sys.argv[2])):
+    r = call(pb.Request(id=i + 2, timer_create=pb.TimerCreate(after_us=1,
+                        lifetime=pb.LIFETIME_DAEMON)))
+    known.add(r.timer_create.object.id)
+print("early=%d" % early)
+PY
+	run env PYTHONPATH="$WAITER_BUILDDIR/python" "$PYTHON" "$TESTDIR/order.py" \
+		"$WAITER_SOCKET" 200
+	assert_success
+	assert_output early=0
 }

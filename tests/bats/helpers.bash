@@ -39,6 +39,9 @@ if [ "${WAITER_VALGRIND:-0}" = 1 ]; then
 	: "${WAITER_TEST_SLOW:=10}"
 fi
 : "${WAITER_TEST_SLOW:=1}"
+# The Python that has google.protobuf (Debian's python3-protobuf), for
+# tests that talk the protocol directly; not the first python3 on PATH.
+: "${PYTHON:=/usr/bin/python3}"
 : "${WAITERD_WRAPPER:=}"
 
 # Start a daemon for this test with extra flags; sets TESTDIR, WAITER_SOCKET,

@@ -260,7 +260,7 @@ def test_socket_closed_when_the_daemon_closes(daemon):
     async def main():
         w = await waiter.aio.connect(daemon.sock)
         t = await w.after(3600, lifetime="daemon")
-        pending = asyncio.ensure_future(w.wait(t))
+        pending = asyncio.ensure_future(w.wait(t, reconnect=0))
         await w.ping()
         async with waiter.aio.connect(daemon.sock) as b:
             await b.shutdown()

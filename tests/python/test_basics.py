@@ -125,14 +125,14 @@ def test_resource_exhausted_and_permission_denied(start_daemon):
         assert c.ping()
 
 
-def wait_in_thread(a, b, target):
-    """Start a.wait(target) in a thread and return once the daemon has read
-    that Wait (it counted one request more than b's own stats calls)."""
+def wait_in_thread(a, b, target, **kw):
+    """Start a.wait(target, **kw) in a thread and return once the daemon has
+    read that Wait (it counted one request more than b's own stats calls)."""
     got = []
 
     def run():
         try:
-            got.append(a.wait(target))
+            got.append(a.wait(target, **kw))
         except waiter.Error as e:
             got.append(e)
     first = b.stats().requests
@@ -149,7 +149,9 @@ def wait_in_thread(a, b, target):
 
 def test_daemon_killed_mid_wait_raises_connection_lost(daemon):
     a, b = daemon.client(), daemon.client()
-    th, got = wait_in_thread(a, b, a.after(3600))
+    # reconnect=0: raise at once (test_durability.py: waiting on through a
+    # restart, the default).
+    th, got = wait_in_thread(a, b, a.after(3600), reconnect=0)
     daemon.kill(signal.SIGKILL)
     th.join(30)
     assert len(got) == 1 and isinstance(got[0], waiter.ConnectionLost), got
@@ -162,7 +164,7 @@ def test_daemon_killed_mid_wait_raises_connection_lost(daemon):
 
 def test_shutdown_while_waiting_raises_shutting_down(daemon):
     a, b = daemon.client(), daemon.client()
-    th, got = wait_in_thread(a, b, a.after(3600, lifetime="daemon"))
+    th, got = wait_in_thread(a, b, a.after(3600, lifetime="daemon"), reconnect=0)
     b.shutdown()
     th.join(30)
     assert len(got) == 1 and isinstance(got[0], waiter.ShuttingDown), got

@@ -181,6 +181,7 @@ class Client:
         self._next_id = 0
         self._lost: Optional[Error] = None
         self._unclaimed: Optional[Error] = None     # the daemon's last word, not yet raised
+        self._closed_here = False
 
     # ---------------------------------------------------------- connection
 
@@ -222,6 +223,7 @@ class Client:
     async def close(self) -> None:
         """Close the connection; pending calls raise ConnectionLost. Safe on
         a client that was never opened, and more than once."""
+        self._closed_here = True
         self._fail("the client closed this connection")
         if self._writer is not None:
             self._writer.close()
@@ -512,7 +514,8 @@ class Client:
             try:
                 return await self._run(_ops.wait(id, left))
             except (ConnectionLost, ShuttingDown) as e:
-                if bound <= 0:
+                # close() elsewhere ends the wait: no reconnect.
+                if bound <= 0 or getattr(self, "_closed_here", False):
                     raise
                 instance = self.instance
                 limit = loop.time() + bound

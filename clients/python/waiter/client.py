@@ -235,6 +235,7 @@ class Client:
             self._inflight: Set[int] = set()
             self._next_id = 0
             self._lost: Optional[Error] = None
+            self._closed_here = False
             self._unclaimed: Optional[Error] = None  # the daemon's last word, not yet raised
             self._reading = False
         try:
@@ -263,6 +264,7 @@ class Client:
         with self._cv:
             if self._lost is None:
                 self._lost = ConnectionLost("the client closed this connection")
+            self._closed_here = True
             self._release_sock()
             self._cv.notify_all()
 
@@ -566,7 +568,8 @@ class Client:
             try:
                 return self._run(_ops.wait(id, left))
             except (ConnectionLost, ShuttingDown) as e:
-                if bound <= 0:
+                # close() from another thread ends the wait: no reconnect.
+                if bound <= 0 or getattr(self, "_closed_here", False):
                     raise
                 instance = self.instance
                 self._reconnect_within(bound, end, e)
