@@ -929,9 +929,13 @@ server_prepare_dir(const char **cause)
 		    "socket in it", dir);
 		rc = -1;
 	} else if (st.st_uid == geteuid() && (cfg.n_allow_uids > 0 || cfg.have_allow_gid) &&
-	    ((perm = st.st_mode & 07777) == 0700 || perm == 0710 || perm == 0711)) {
+	    ((perm = st.st_mode & 07777 & ~S_ISGID) == 0700 || perm == 0710 ||
+	    perm == 0711)) {
 		/* Let allowed peers reach the socket; the socket's own mode
-		 * and the credential check still decide who is served. */
+		 * and the credential check still decide who is served. The
+		 * set-group-ID bit is ignored: a directory we make in a
+		 * set-group-ID one (a Kubernetes volume with fsGroup) has it,
+		 * and is just as private. */
 		mode_t mode = cfg.n_allow_uids > 0 ? 0711 : 0710;
 
 		if (cfg.have_allow_gid && chown(dir, (uid_t)-1, cfg.allow_gid) < 0)
