@@ -46,11 +46,12 @@ _waiter_takes_value() {
 }
 
 # Run the waiter of this command line, at the socket it names, without
-# starting a daemon; quiet, and bounded in time should the daemon hang.
+# starting a daemon; quiet, and bounded in time should the daemon hang
+# ($WAITER_COMPLETION_TIMEOUT seconds, default 2).
 _waiter_call() {
 	local bin=${COMP_WORDS[0]}
 	[[ $bin == */* && -x $bin ]] || bin=waiter
-	timeout 2 "$bin" ${_waiter_socket:+-S "$_waiter_socket"} --no-autostart "$@" \
+	timeout "${WAITER_COMPLETION_TIMEOUT:-2}" "$bin" ${_waiter_socket:+-S "$_waiter_socket"} --no-autostart "$@" \
 		2>/dev/null </dev/null
 }
 

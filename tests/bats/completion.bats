@@ -8,6 +8,8 @@
 load helpers
 
 COMPLETION_DIR="$BATS_TEST_DIRNAME/../../contrib/completion"
+# How long the completion waits for the daemon's lists (valgrind is slow).
+export WAITER_COMPLETION_TIMEOUT=$((2 * WAITER_TEST_SLOW))
 
 setup() {
 	TESTDIR=$(mktemp -d "${BATS_TMPDIR:-/tmp}/waiter-test.XXXXXX")
