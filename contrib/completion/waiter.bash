@@ -18,6 +18,7 @@ _waiter_options() {
 	after | at) echo --name --wait ;;
 	every) echo --count --name --follow ;;
 	timers | watches) echo --all ;;
+	stats) echo --prometheus ;;
 	submit) echo --queue --name --after --timeout --cwd --env --no-env --shell \
 		--output-limit --stdin --wait ;;
 	run) echo --queue --name --after --timeout --cwd --env --no-env --shell \
@@ -224,6 +225,7 @@ _waiterd() {
 	COMPREPLY=()
 	case $prev in
 	-S | --socket | --log-file) _waiter_files -f; return ;;
+	--metrics-listen) return ;;
 	--state-dir) _waiter_files -d; return ;;
 	--allow-uid) mapfile -t COMPREPLY < <(compgen -u -- "$cur"); return ;;
 	--allow-group) mapfile -t COMPREPLY < <(compgen -g -- "$cur"); return ;;
@@ -238,7 +240,7 @@ _waiterd() {
 		--keep-finished --keep-finished-for --max-objects --max-objects-per-client
 		--slow-lap --allow-uid --allow-group --no-tasks --max-queued-tasks
 		--max-tasks-per-user --kill-grace --max-watched-dirs --state-dir --state-sync
-		--no-state --no-pidfd -v --verbose -V --version -h --help'
+		--no-state --metrics-listen --no-pidfd -v --verbose -V --version -h --help'
 }
 
 complete -F _waiter waiter
