@@ -219,7 +219,7 @@ with waiter.Client() as w:
 }
 
 @test "the manuals render without warnings" {
-	command -v man >/dev/null || skip "man is not installed (Debian package man-db)"
+	command -v man >/dev/null || { echo "man is not installed (Debian package man-db): .ci/deps installs it" >&2; return 1; }
 	for page in "$SRCDIR/doc/waiter.1" "$SRCDIR/doc/waiterd.8"; do
 		run env MANWIDTH=80 man --warnings -l "$page"
 		assert_success
