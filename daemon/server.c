@@ -894,6 +894,31 @@ server_lock(bool optional, const char **cause)
 }
 
 /*
+ * Give path (the socket or its private directory, whose stat is st) to
+ * --allow-group's group. With only --allow-group the group bits are all
+ * that let members in, so a failed chown (a daemon that is neither root
+ * nor a member of the group: EPERM) is refused at start rather than found
+ * later as "Permission denied" in every member's client. With --allow-uid
+ * too the modes let anyone through and the credential check decides, so
+ * it is only logged; so is a path that already has the group.
+ */
+static int
+server_give_group(const char *path, const struct stat *st, const char **cause)
+{
+	if (!cfg.have_allow_gid || chown(path, (uid_t)-1, cfg.allow_gid) == 0)
+		return 0;
+	if (cfg.n_allow_uids > 0 || st->st_gid == cfg.allow_gid) {
+		log_warn("chown path=%s gid=%u errno=%d", path, (unsigned)cfg.allow_gid,
+		    errno);
+		return 0;
+	}
+	*cause = arena_printf("cannot give %s to group %u for --allow-group: %s "
+	    "(waiterd must run as root or as a member of that group)", path,
+	    (unsigned)cfg.allow_gid, strerror(errno));
+	return -1;
+}
+
+/*
  * Make sure the socket's directory exists and that no one else can swap
  * the socket in it: whoever may rename or unlink it could put a socket of
  * their own there and hear every client (tmux refuses such a directory
@@ -938,9 +963,9 @@ server_prepare_dir(const char **cause)
 		 * and is just as private. */
 		mode_t mode = cfg.n_allow_uids > 0 ? 0711 : 0710;
 
-		if (cfg.have_allow_gid && chown(dir, (uid_t)-1, cfg.allow_gid) < 0)
-			log_warn("chown dir=%s errno=%d", dir, errno);
-		if (chmod(dir, mode) < 0)
+		if (server_give_group(dir, &st, cause) < 0)
+			rc = -1;
+		else if (chmod(dir, mode) < 0)
 			log_warn("chmod dir=%s errno=%d", dir, errno);
 	}
 	free(dir);
@@ -1006,6 +1031,7 @@ int
 server_listen(const char **cause)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
 	mode_t mode, old;
 
 	if (strlen(cfg.socket_path) >= sizeof sa.sun_path) {
@@ -1035,11 +1061,18 @@ server_listen(const char **cause)
 	}
 	umask(old);
 	mode = cfg.n_allow_uids > 0 ? 0666 : cfg.have_allow_gid ? 0660 : 0600;
-	if (cfg.have_allow_gid && chown(cfg.socket_path, (uid_t)-1, cfg.allow_gid) < 0)
-		log_warn("chown socket errno=%d", errno);
+	if (lstat(cfg.socket_path, &st) < 0 || server_give_group(cfg.socket_path, &st,
+	    cause) < 0) {
+		if (*cause == NULL)
+			*cause = arena_printf("cannot stat %s: %s", cfg.socket_path,
+			    strerror(errno));
+		unlink(cfg.socket_path);
+		return -1;
+	}
 	if (chmod(cfg.socket_path, mode) < 0 || listen(listen_fd, SOMAXCONN) < 0) {
 		*cause = arena_printf("cannot listen on %s: %s", cfg.socket_path,
 		    strerror(errno));
+		unlink(cfg.socket_path);
 		return -1;
 	}
 	listen_owned = true;

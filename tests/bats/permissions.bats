@@ -77,6 +77,60 @@ refuse_to_start() {
 	assert_output pong
 }
 
+@test "--allow-group of a group the daemon cannot give files to: refused at start, nothing left behind" {
+	# nobody is not in group 4242, so its chown to it fails (EPERM). With
+	# only --allow-group the group bits are all that let members in, so
+	# the daemon refuses to start instead of serving no one.
+	chmod 711 "$TESTDIR"
+	mkdir -m 755 "$TESTDIR/nobody"
+	chown 65534:65534 "$TESTDIR/nobody"
+	# A private directory it makes: the directory's chown fails.
+	TESTDIR="$TESTDIR/nobody" run timeout 30 setpriv --reuid=65534 --regid=65534 \
+		--clear-groups $WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/nobody/run/w.sock" \
+		--allow-group 4242
+	assert_failure 1
+	assert_output --partial "cannot give $TESTDIR/nobody/run to group 4242 for --allow-group: Operation not permitted (waiterd must run as root or as a member of that group)"
+	[ ! -e "$TESTDIR/nobody/run/w.sock" ]
+	# A shared directory it leaves alone (0755): the socket's chown fails,
+	# and the socket it bound is removed.
+	TESTDIR="$TESTDIR/nobody" run timeout 30 setpriv --reuid=65534 --regid=65534 \
+		--clear-groups $WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/nobody/w.sock" \
+		--allow-group 4242
+	assert_failure 1
+	assert_output --partial "cannot give $TESTDIR/nobody/w.sock to group 4242 for --allow-group"
+	[ ! -e "$TESTDIR/nobody/w.sock" ]
+	# A member of the group may give it: served.
+	TESTDIR="$TESTDIR/nobody" setpriv --reuid=65534 --regid=65534 --groups=4242 \
+		$WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/nobody/run/w.sock" \
+		--allow-group 4242 --daemonize --log-file "$TESTDIR/nobody/log"
+	NOBODY_PID=$(head -n1 "$TESTDIR/nobody/run/w.sock.lock")
+	[ -n "$NOBODY_PID" ]
+	[ "$(stat -c '%a %g' "$TESTDIR/nobody/run/w.sock")" = "660 4242" ]
+	[ "$(stat -c '%a %g' "$TESTDIR/nobody/run")" = "710 4242" ]
+	run setpriv --reuid=65533 --regid=4242 --clear-groups "$WAITER" \
+		-S "$TESTDIR/nobody/run/w.sock" ping
+	assert_success
+	assert_output pong
+	# With --allow-uid too the modes let anyone through and the
+	# credential check decides: a failed chown is only logged.
+	kill -TERM "$NOBODY_PID"
+	wait_gone "$NOBODY_PID"
+	TESTDIR="$TESTDIR/nobody" as_nobody $WAITERD_WRAPPER "$WAITERD" \
+		-S "$TESTDIR/nobody/w.sock" --allow-group 4242 --allow-uid 65533 \
+		--daemonize --log-file "$TESTDIR/nobody/log"
+	NOBODY_PID=$(head -n1 "$TESTDIR/nobody/w.sock.lock")
+	grep -q "chown path=$TESTDIR/nobody/w.sock gid=4242 errno=1" "$TESTDIR/nobody/log"
+	run setpriv --reuid=65533 --regid=65533 --clear-groups "$WAITER" \
+		-S "$TESTDIR/nobody/w.sock" ping
+	assert_success
+	assert_output pong
+	kill -TERM "$NOBODY_PID"
+	wait_gone "$NOBODY_PID"
+	NOBODY_PID=
+	! grep -E 'AddressSanitizer|LeakSanitizer|runtime error|ERROR SUMMARY: [1-9]' \
+		"$TESTDIR/nobody/log" >&2
+}
+
 @test "a symlink at the socket path is neither followed nor removed" {
 	echo "precious, not a socket" >"$TESTDIR/target"
 	cp "$TESTDIR/target" "$TESTDIR/copy"
