@@ -45,6 +45,9 @@ struct config cfg = {
 	.max_watched_dirs = 100000,
 	.frame_timeout_us = 30 * UINT64_C(1000000),
 	.kill_grace_us = 5000000,
+	/* The ended tasks' output a daemon holds in memory: 10,000 kept
+	 * tasks with 1 MiB tails each would otherwise be 20 GiB. */
+	.max_kept_output = 256 * 1024 * 1024,
 	.state_sync_full = true,
 };
 struct event_base *ev_base;

@@ -76,6 +76,10 @@ static const char usage_text[] =
 "      --max-tasks-per-user N\n"
 "                           tasks not yet ended (waiting, queued or running)\n"
 "                           that one uid may have (default 100000)\n"
+"      --max-kept-output BYTES\n"
+"                           output of ended tasks kept in memory, daemon-wide;\n"
+"                           past it the oldest ended tasks' output is let go\n"
+"                           (default 268435456)\n"
 "      --kill-grace DURATION\n"
 "                           a killed or timed-out task gets SIGTERM, then\n"
 "                           SIGKILL after this (default 5s)\n"
@@ -179,7 +183,7 @@ enum {
 	OPT_LOG_FILE = 256, OPT_MAX_FRAME, OPT_MAX_CLIENTS, OPT_MAX_OUTPUT,
 	OPT_RETAIN, OPT_KEEP, OPT_MAX_OBJECTS, OPT_MAX_OBJECTS_CLIENT,
 	OPT_SLOW_LAP, OPT_ALLOW_UID, OPT_ALLOW_GROUP, OPT_NO_TASKS, OPT_MAX_QUEUED,
-	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_KEEP_FOR, OPT_NO_PIDFD, OPT_MAX_USER_TASKS,
+	OPT_KILL_GRACE, OPT_RETAIN_BYTES, OPT_MAX_KEPT_OUTPUT, OPT_KEEP_FOR, OPT_NO_PIDFD, OPT_MAX_USER_TASKS,
 	OPT_MAX_WATCHED_DIRS, OPT_FRAME_TIMEOUT, OPT_STATE_DIR, OPT_STATE_SYNC, OPT_NO_STATE,
 	OPT_METRICS_LISTEN
 };
@@ -197,6 +201,7 @@ parse_args(int argc, char **argv)
 		{ "max-output", required_argument, NULL, OPT_MAX_OUTPUT },
 		{ "retain-events", required_argument, NULL, OPT_RETAIN },
 		{ "retain-bytes", required_argument, NULL, OPT_RETAIN_BYTES },
+		{ "max-kept-output", required_argument, NULL, OPT_MAX_KEPT_OUTPUT },
 		{ "keep-finished", required_argument, NULL, OPT_KEEP },
 		{ "keep-finished-for", required_argument, NULL, OPT_KEEP_FOR },
 		{ "max-objects", required_argument, NULL, OPT_MAX_OBJECTS },
@@ -251,6 +256,10 @@ parse_args(int argc, char **argv)
 		case OPT_RETAIN_BYTES:
 			cfg.retain_bytes = parse_count(optarg, "--retain-bytes", 65536,
 			    UINT64_C(1) << 36);
+			break;
+		case OPT_MAX_KEPT_OUTPUT:
+			cfg.max_kept_output = parse_count(optarg, "--max-kept-output", 0,
+			    UINT64_C(1) << 40);
 			break;
 		case OPT_KEEP:
 			cfg.keep_finished = parse_count(optarg, "--keep-finished", 0, 100000000);

@@ -235,6 +235,9 @@ stats_fill(Waiter__V1__StatsReply *s)
 	s->output_bytes = server_output_bytes();
 	stats_fill_lag(s);
 	tasks_count(&s->tasks_waiting, &s->tasks_queued, &s->tasks_running);
+	s->task_output_kept_bytes = tasks_kept_output();
+	s->task_output_kept_limit = cfg.max_kept_output;
+	s->task_outputs_released = stats.task_outputs_released;
 	s->tasks_succeeded = stats.tasks_ended[WAITER__V1__TASK_STATE__TASK_STATE_SUCCEEDED];
 	s->tasks_failed = stats.tasks_ended[WAITER__V1__TASK_STATE__TASK_STATE_FAILED];
 	s->tasks_timed_out = stats.tasks_ended[WAITER__V1__TASK_STATE__TASK_STATE_TIMED_OUT];

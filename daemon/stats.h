@@ -32,6 +32,7 @@ struct stats {
 	uint64_t events_lost;
 	uint64_t subscribers;
 	uint64_t slow_laps;
+	uint64_t task_outputs_released;    /* --max-kept-output let them go */
 	uint64_t tasks_ended[16];  /* ended since start, by Waiter__V1__TaskState */
 };
 

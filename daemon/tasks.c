@@ -83,7 +83,10 @@ struct task {
 	bool paced;                     /* the owner's reading paces its output */
 	bool paused;                    /* on `paused`: pipes not read for now */
 	bool unwatched;                 /* on `unwatched`: no pidfd, see sigchld_cb */
+	bool output_released;           /* its tails went for --max-kept-output */
+	size_t kept_len;                /* on `kept` with this many bytes, or 0 */
 	TAILQ_ENTRY(task) q_link;       /* q->ready, or `waiting` */
+	TAILQ_ENTRY(task) kept_link;
 	LIST_ENTRY(task) paused_link;
 	LIST_ENTRY(task) unwatched_link;
 };
@@ -101,6 +104,10 @@ static LIST_HEAD(, task) paused = LIST_HEAD_INITIALIZER(paused);
  * or --no-pidfd): reaped by pid when SIGCHLD arrives. */
 static LIST_HEAD(, task) unwatched = LIST_HEAD_INITIALIZER(unwatched);
 static struct event *sigchld_ev;
+/* Ended tasks that hold output, oldest end first, and the bytes they hold:
+ * past --max-kept-output the oldest let theirs go (kept_trim). */
+static TAILQ_HEAD(kept_list, task) kept = TAILQ_HEAD_INITIALIZER(kept);
+static uint64_t kept_bytes;
 static bool resuming;   /* tasks_resume: queue, start nothing yet */
 /* Tasks read back from the state file still active, in id order, for
  * tasks_resume; and the last queue slot given (StoredQueue). */
@@ -225,6 +232,7 @@ task_fill_info(struct task *t, Waiter__V1__TaskInfo *ti)
 	ti->stderr_bytes = t->out[1].total;
 	ti->stdout_dropped = t->out[0].dropped;
 	ti->stderr_dropped = t->out[1].dropped;
+	ti->output_released = t->output_released;
 	ti->error = t->error ? t->error : (char *)"";
 	ti->timeout_us = t->timeout_us;
 }
@@ -252,6 +260,85 @@ task_stop(struct object *o)
 	}
 }
 
+/* ------------------------------------------------ output of ended tasks */
+
+static void
+kept_remove(struct task *t)
+{
+	if (t->kept_len == 0)
+		return;
+	TAILQ_REMOVE(&kept, t, kept_link);
+	kept_bytes -= t->kept_len;
+	t->kept_len = 0;
+}
+
+/*
+ * t has ended: its tails count against --max-kept-output. A task ending
+ * now is the newest; one read back from the state file (in id order) finds
+ * its place by end time.
+ */
+static void
+kept_add(struct task *t, bool by_end_time)
+{
+	struct task *u = NULL;
+	size_t n = 0;
+
+	for (int i = 0; i < 2; i++)
+		if (t->out[i].tail != NULL)
+			n += evbuffer_get_length(t->out[i].tail);
+	if (n == 0)
+		return;
+	t->kept_len = n;
+	kept_bytes += n;
+	if (!by_end_time) {
+		TAILQ_INSERT_TAIL(&kept, t, kept_link);
+		return;
+	}
+	for (u = TAILQ_LAST(&kept, kept_list); u != NULL && u->ended_us > t->ended_us;
+	    u = TAILQ_PREV(u, kept_list, kept_link))
+		;
+	if (u == NULL)
+		TAILQ_INSERT_HEAD(&kept, t, kept_link);
+	else
+		TAILQ_INSERT_AFTER(&kept, u, t, kept_link);
+}
+
+/*
+ * Let the oldest ended tasks' output go until what is left fits in
+ * --max-kept-output. The newest ended task keeps its own, whatever its
+ * size (its output_limit bounds it): its owner has not had a chance to
+ * read it yet. A released tail counts as dropped, and the task says so.
+ * The state file keeps the tails as written at the end; a restart lets
+ * them go again (tasks_resume).
+ */
+static void
+kept_trim(void)
+{
+	struct task *t;
+
+	while (kept_bytes > cfg.max_kept_output &&
+	    (t = TAILQ_FIRST(&kept)) != TAILQ_LAST(&kept, kept_list)) {
+		for (int i = 0; i < 2; i++) {
+			struct stream *s = &t->out[i];
+
+			if (s->tail != NULL) {
+				s->dropped += evbuffer_get_length(s->tail);
+				evbuffer_free(s->tail);
+				s->tail = NULL;
+			}
+		}
+		kept_remove(t);
+		t->output_released = true;
+		stats.task_outputs_released++;
+	}
+}
+
+uint64_t
+tasks_kept_output(void)
+{
+	return kept_bytes;
+}
+
 /* Processes killed at exit, reaped by tasks_free once the loop is gone. */
 static pid_t *exit_pids;
 static size_t n_exit_pids, cap_exit_pids;
@@ -273,6 +360,7 @@ task_free(struct object *o)
 	struct task *t = (struct task *)o;
 
 	task_stop(o);
+	kept_remove(t);
 	for (int i = 0; i < 2; i++) {
 		stream_close(&t->out[i]);
 		if (t->out[i].tail != NULL)
@@ -342,11 +430,13 @@ task_done(struct task *t, Waiter__V1__TaskState state)
 	ev.body_case = WAITER__V1__EVENT__BODY_TASK_DONE;
 	ev.task_done = &td;
 	seq = events_publish(&ev, t->obj.owner);
+	kept_add(t, false);
 	os = ok ? WAITER__V1__OBJECT_STATE__OBJECT_STATE_COMPLETED :
 	    state == WAITER__V1__TASK_STATE__TASK_STATE_CANCELLED ?
 	    WAITER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED :
 	    WAITER__V1__OBJECT_STATE__OBJECT_STATE_FAILED;
 	objects_finish(&t->obj, os, seq);       /* t may be freed from here */
+	kept_trim();
 	if (was_running) {
 		n_running--;
 		q->running--;
@@ -1240,8 +1330,10 @@ tasks_restore(uint64_t id, const Waiter__State__V1__StoredObject *so)
 	t->stdin_fd = t->pidfd = -1;
 	evtimer_assign(&t->timer, ev_base, task_timer_cb, t);
 	objects_restore(&t->obj, &task_ops, id, so);
-	if (!objects_restored_active(&t->obj))
+	if (!objects_restored_active(&t->obj)) {
+		kept_add(t, true);      /* trimmed once all are back: tasks_resume */
 		return;
+	}
 	user_count(t->uid, 1);
 	if (t->state == WAITER__V1__TASK_STATE__TASK_STATE_RUNNING) {
 		task_lost(t, st->boot_id);
@@ -1376,6 +1468,7 @@ tasks_resume(void)
 	struct timeval now = { 0, 0 };
 
 	task_orphans();
+	kept_trim();    /* the ended tasks read back, by end time */
 	/* In id order, so a task's `after` tasks are settled before it. */
 	resuming = true;
 	for (size_t i = 0; i < n_restored; i++) {
@@ -1611,6 +1704,7 @@ tasks_op_logs(struct conn *c, const Request *req, Reply *rep)
 	stream_copy(&t->out[1], &r->stderr);
 	r->stdout_dropped = t->out[0].dropped;
 	r->stderr_dropped = t->out[1].dropped;
+	r->output_released = t->output_released;
 	r->last_seq = events_last_seq();
 	r->done = t->obj.state != WAITER__V1__OBJECT_STATE__OBJECT_STATE_ACTIVE;
 	rep->result_case = WAITER__V1__REPLY__RESULT_TASK_LOGS;

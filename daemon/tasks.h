@@ -27,6 +27,7 @@ uint64_t tasks_running(void);
 void tasks_on_idle(void (*cb)(void));
 /* Active tasks by state, for Stats. */
 void tasks_count(uint64_t *waiting, uint64_t *queued, uint64_t *running);
+uint64_t tasks_kept_output(void);
 /* The daemon is exiting: kill every process group still running, reap. */
 void tasks_free(void);
 /* c's output drained and it has caught up with the bus: read again the

@@ -54,6 +54,7 @@ struct config {
 	uint64_t max_queued_tasks; /* tasks waiting or queued, daemon-wide */
 	uint64_t max_tasks_per_user; /* tasks not yet ended, per uid */
 	uint64_t kill_grace_us;    /* default TERM-to-KILL grace */
+	uint64_t max_kept_output;  /* output tails of ended tasks, bytes */
 	const char *state_dir;     /* durable state (state.c), or NULL */
 	bool state_sync_full;      /* fsync every commit (--state-sync full) */
 };

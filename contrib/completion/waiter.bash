@@ -233,13 +233,13 @@ _waiterd() {
 	--max-frame | --frame-timeout | --max-clients | --max-output | --retain-events | \
 		--retain-bytes | --keep-finished | --keep-finished-for | --max-objects | \
 		--max-objects-per-client | --slow-lap | --max-queued-tasks | \
-		--max-tasks-per-user | --kill-grace | --max-watched-dirs) return ;;
+		--max-tasks-per-user | --max-kept-output | --kill-grace | --max-watched-dirs) return ;;
 	esac
 	_waiter_words '-S --socket -f --foreground -d --daemonize --log-file --max-frame
 		--frame-timeout --max-clients --max-output --retain-events --retain-bytes
 		--keep-finished --keep-finished-for --max-objects --max-objects-per-client
 		--slow-lap --allow-uid --allow-group --no-tasks --max-queued-tasks
-		--max-tasks-per-user --kill-grace --max-watched-dirs --state-dir --state-sync
+		--max-tasks-per-user --max-kept-output --kill-grace --max-watched-dirs --state-dir --state-sync
 		--no-state --metrics-listen --no-pidfd -v --verbose -V --version -h --help'
 }
 

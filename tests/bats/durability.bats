@@ -4,6 +4,7 @@
 # repeat; a state file waiter cannot trust is refused and left untouched;
 # a full disk refuses new work and loses nothing acknowledged.
 
+bats_require_minimum_version 1.5.0
 load helpers
 
 setup() {
@@ -415,6 +416,31 @@ $TESTDIR/work"
 	run "$WAITER" wait "$b"
 	assert_success
 	[ "$("$WAITER" logs "$b")" = later ]
+}
+
+@test "ended tasks' output comes back after a crash, and --max-kept-output lets the oldest go by end time" {
+	start_daemon --state-dir "$STATE"
+	"$WAITER" queue set one --parallel 2 >/dev/null
+	# b ends before a, though submitted after it.
+	a=$("$WAITER" submit --queue one -- sh -c "head -c 30000 /dev/zero; until [ -e '$TESTDIR/go' ]; do sleep 0.01; done")
+	b=$("$WAITER" submit --queue one -- head -c 30000 /dev/zero)
+	"$WAITER" wait "$b"
+	touch "$TESTDIR/go"
+	"$WAITER" wait "$a"
+	crash
+	start_daemon --state-dir "$STATE"
+	[ "$("$WAITER" logs "$a" | wc -c)" = 30000 ]
+	[ "$("$WAITER" logs "$b" | wc -c)" = 30000 ]
+	[ "$(stat_value task_output_kept_bytes)" = 60000 ]
+	stop_daemon
+	start_daemon --state-dir "$STATE" --max-kept-output 40000
+	# b ended first: its output goes, a's stays.
+	[ "$(stat_value task_outputs_released)" = 1 ]
+	[ "$(stat_value task_output_kept_bytes)" = 30000 ]
+	[ "$("$WAITER" logs "$a" | wc -c)" = 30000 ]
+	run --separate-stderr "$WAITER" logs "$b"
+	[ -z "$output" ]
+	[[ "$stderr" == *"the output was let go after the task ended, 30000 bytes"* ]]
 }
 
 @test "a full disk refuses a task, which never runs; the daemon goes on" {

@@ -201,6 +201,9 @@ start_metrics_daemon() {
 		'waiter_events_lost_total\{\} 0' 'waiter_last_event_seq\{\} [0-9]+' \
 		'waiter_retained_events\{\} [0-9]+' 'waiter_retained_events_limit\{\} 10000' \
 		'waiter_retained_bytes\{\} [0-9]+' 'waiter_retained_bytes_limit\{\} 16777216' \
+		'waiter_task_output_kept_bytes\{\} 0' \
+		'waiter_task_output_kept_bytes_limit\{\} 268435456' \
+		'waiter_task_outputs_released_total\{\} 0' \
 		'waiter_loop_lag_seconds_bucket\{le="0.00005"\} [0-9]+' \
 		'waiter_loop_lag_seconds_bucket\{le="1"\} [0-9]+' \
 		'waiter_loop_lag_seconds_bucket\{le="\+Inf"\} [0-9]+' \

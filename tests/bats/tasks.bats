@@ -65,6 +65,57 @@ teardown() { daemon_teardown; }
 	[ "$("$WAITER" --json show "$id" | jq -r .task.stdout_bytes)" = "$(seq 1 10000 | wc -c)" ]
 }
 
+@test "--max-kept-output: the oldest ended tasks' output is let go, the newest keeps its own" {
+	stop_daemon
+	start_daemon --max-kept-output 100000
+	[ "$(stat_value task_output_kept_limit)" = 100000 ]
+	a=$("$WAITER" submit -- sh -c 'head -c 40000 /dev/zero; head -c 10000 /dev/zero >&2')
+	"$WAITER" wait "$a"
+	b=$("$WAITER" submit -- head -c 40000 /dev/zero)
+	"$WAITER" wait "$b"
+	# 90,000 bytes fit: both kept.
+	[ "$(stat_value task_output_kept_bytes)" = 90000 ]
+	[ "$("$WAITER" logs "$a" | wc -c)" = 40000 ]
+	c=$("$WAITER" submit -- head -c 40000 /dev/zero)
+	"$WAITER" wait "$c"
+	# 130,000 do not: the oldest, a, lets its 50,000 go.
+	[ "$(stat_value task_output_kept_bytes)" = 80000 ]
+	[ "$(stat_value task_outputs_released)" = 1 ]
+	run --separate-stderr "$WAITER" logs "$a"
+	assert_success
+	[ -z "$output" ]
+	[[ "$stderr" == *"the output was let go after the task ended, 40000 bytes: the daemon keeps at most --max-kept-output"* ]]
+	run "$WAITER" --json show "$a"
+	[ "$(echo "$output" | jq -r .task.output_released)" = true ]
+	[ "$(echo "$output" | jq -r .task.stdout_dropped)" = 40000 ]
+	[ "$(echo "$output" | jq -r .task.stderr_dropped)" = 10000 ]
+	[ "$(echo "$output" | jq -r .task.stdout_bytes)" = 40000 ]
+	[ "$("$WAITER" logs "$b" | wc -c)" = 40000 ]
+	[ "$("$WAITER" --json show "$b" | jq -r '.task.output_released // false')" = false ]
+	# A task whose own output is over the limit keeps it while it is the
+	# newest, and the rest let theirs go.
+	d=$("$WAITER" submit -- head -c 150000 /dev/zero)
+	"$WAITER" wait "$d"
+	[ "$("$WAITER" logs "$d" | wc -c)" = 150000 ]
+	[ "$(stat_value task_output_kept_bytes)" = 150000 ]
+	[ "$(stat_value task_outputs_released)" = 3 ]
+	# A task forgotten (--keep-finished) gives its share back, released
+	# or not.
+	stop_daemon
+	start_daemon --keep-finished 1
+	a=$("$WAITER" submit -- head -c 30000 /dev/zero)
+	"$WAITER" wait "$a"
+	[ "$(stat_value task_output_kept_bytes)" = 30000 ]
+	b=$("$WAITER" submit -- head -c 20000 /dev/zero)
+	"$WAITER" wait "$b"
+	[ "$(stat_value task_output_kept_bytes)" = 20000 ]
+	[ "$(stat_value task_outputs_released)" = 0 ]
+	# Bad values are usage errors.
+	run "$WAITERD" -S "$TESTDIR/x.sock" --max-kept-output -1
+	assert_failure 2
+	assert_output --partial "--max-kept-output"
+}
+
 @test "a missing program fails as 127 with a reason" {
 	run -127 "$WAITER" run -- /nonexistent/prog
 	assert_failure 127

@@ -88,6 +88,18 @@ def test_task_timeout_kill_logs_events_output_limit(w):
     assert w.logs(big.id).stdout == logs.stdout
 
 
+def test_logs_say_when_the_daemon_let_an_ended_tasks_output_go(start_daemon):
+    with start_daemon("--max-kept-output", "1000").client() as c:
+        old = c.submit(shell="head -c 800 /dev/zero")
+        old.wait()
+        new = c.submit(shell="head -c 800 /dev/zero")
+        new.wait()
+        gone = old.logs()
+        assert gone.output_released and gone.stdout == b"" and gone.stdout_dropped == 800
+        kept = new.logs()
+        assert not kept.output_released and len(kept.stdout) == 800
+
+
 def test_after_and_dependency_failed(w):
     a = w.submit(["true"])
     b = w.submit(["sh", "-c", "exit 1"], after=[a])

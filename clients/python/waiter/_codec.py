@@ -277,13 +277,17 @@ class ObjectInfo:
 class Logs:
     """A task's captured output: the kept tails of ``stdout`` and ``stderr``
     (bytes), the bytes dropped from their heads, ``done`` (the task has
-    ended) and ``last_seq`` (follow with ``events(since=last_seq, ids=[id])``)."""
+    ended) and ``last_seq`` (follow with ``events(since=last_seq, ids=[id])``).
+    ``output_released`` is true when the daemon let an ended task's output
+    go to stay under ``waiterd --max-kept-output`` (the bytes count as
+    dropped)."""
     stdout: bytes
     stderr: bytes
     stdout_dropped: int
     stderr_dropped: int
     last_seq: int
     done: bool
+    output_released: bool = False
 
 
 @dataclass

@@ -167,7 +167,8 @@ def logs(x: IdLike) -> "Op[Logs]":
     """A task's captured output."""
     i = yield from resolve(x)
     r = yield "task_logs", pb.TaskLogs(id=i)
-    return Logs(r.stdout, r.stderr, r.stdout_dropped, r.stderr_dropped, r.last_seq, r.done)
+    return Logs(r.stdout, r.stderr, r.stdout_dropped, r.stderr_dropped, r.last_seq, r.done,
+                r.output_released)
 
 
 def wait(x: IdLike, timeout: Optional[Seconds] = None) -> "Op[Union[TaskResult, ObjectInfo]]":
