@@ -542,7 +542,8 @@ logs_main(const struct cmd *c, int argc, char **argv)
 		else if (dropped > 0)
 			cli_fail(0, "the first %llu bytes were dropped (output limit); "
 			    "this is the tail", (unsigned long long)dropped);
-		fwrite(d->data, 1, d->len, stdout);
+		if (d->len > 0)
+			fwrite(d->data, 1, d->len, stdout);
 		fflush(stdout);
 	}
 	since = m->reply->task_logs->last_seq;
