@@ -900,7 +900,8 @@ server_lock(bool optional, const char **cause)
  * nor a member of the group: EPERM) is refused at start rather than found
  * later as "Permission denied" in every member's client. With --allow-uid
  * too the modes let anyone through and the credential check decides, so
- * it is only logged; so is a path that already has the group.
+ * it is only logged (as when the path has the group already, which a
+ * chown to it could hardly refuse).
  */
 static int
 server_give_group(const char *path, const struct stat *st, const char **cause)
@@ -912,9 +913,9 @@ server_give_group(const char *path, const struct stat *st, const char **cause)
 		    errno);
 		return 0;
 	}
-	*cause = arena_printf("cannot give %s to group %u for --allow-group: %s "
-	    "(waiterd must run as root or as a member of that group)", path,
-	    (unsigned)cfg.allow_gid, strerror(errno));
+	*cause = arena_printf("cannot give %s to group %u for --allow-group: %s%s",
+	    path, (unsigned)cfg.allow_gid, strerror(errno), errno != EPERM ? "" :
+	    " (waiterd must run as root or as a member of that group)");
 	return -1;
 }
 
@@ -932,6 +933,7 @@ server_prepare_dir(const char **cause)
 	char *dir = strdup(cfg.socket_path), *slash = strrchr(dir, '/');
 	struct stat st;
 	mode_t perm;
+	bool made;
 	int rc = 0;
 
 	if (slash == NULL || slash == dir) {
@@ -939,7 +941,8 @@ server_prepare_dir(const char **cause)
 		return 0;
 	}
 	*slash = '\0';
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	made = mkdir(dir, 0700) == 0;
+	if (!made && errno != EEXIST) {
 		*cause = arena_printf("cannot create %s: %s", dir, strerror(errno));
 		rc = -1;
 	} else if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
@@ -963,9 +966,11 @@ server_prepare_dir(const char **cause)
 		 * and is just as private. */
 		mode_t mode = cfg.n_allow_uids > 0 ? 0711 : 0710;
 
-		if (server_give_group(dir, &st, cause) < 0)
+		if (server_give_group(dir, &st, cause) < 0) {
 			rc = -1;
-		else if (chmod(dir, mode) < 0)
+			if (made)
+				rmdir(dir);     /* leave nothing behind */
+		} else if (chmod(dir, mode) < 0)
 			log_warn("chmod dir=%s errno=%d", dir, errno);
 	}
 	free(dir);

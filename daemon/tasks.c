@@ -308,8 +308,10 @@ kept_add(struct task *t, bool by_end_time)
  * --max-kept-output. The newest ended task keeps its own, whatever its
  * size (its output_limit bounds it): its owner has not had a chance to
  * read it yet. A released tail counts as dropped, and the task says so.
- * The state file keeps the tails as written at the end; a restart lets
- * them go again (tasks_resume).
+ * A durable task's record is written again without them, so the state
+ * file does not keep them either, and a restart does not bring them back
+ * (restored tasks are trimmed by end time in tasks_resume, for a smaller
+ * limit).
  */
 static void
 kept_trim(void)
@@ -330,6 +332,8 @@ kept_trim(void)
 		kept_remove(t);
 		t->output_released = true;
 		stats.task_outputs_released++;
+		if (t->obj.durable)
+			task_persist(&t->obj);
 	}
 }
 
@@ -1184,6 +1188,7 @@ task_persist(struct object *o)
 		st.stderr_total = t->out[1].total;
 		st.stdout_dropped = t->out[0].dropped;
 		st.stderr_dropped = t->out[1].dropped;
+		st.output_released = t->output_released;
 	}
 	so.kind_case = WAITER__STATE__V1__STORED_OBJECT__KIND_TASK;
 	so.task = &st;
@@ -1327,6 +1332,7 @@ tasks_restore(uint64_t id, const Waiter__State__V1__StoredObject *so)
 	t->error = st->error[0] != '\0' ? strdup(st->error) : NULL;
 	stream_restore(&t->out[0], &st->stdout_tail, st->stdout_total, st->stdout_dropped);
 	stream_restore(&t->out[1], &st->stderr_tail, st->stderr_total, st->stderr_dropped);
+	t->output_released = st->output_released;
 	t->stdin_fd = t->pidfd = -1;
 	evtimer_assign(&t->timer, ev_base, task_timer_cb, t);
 	objects_restore(&t->obj, &task_ops, id, so);

@@ -534,11 +534,11 @@ logs_main(const struct cmd *c, int argc, char **argv)
 		uint64_t dropped = err_stream ? m->reply->task_logs->stderr_dropped :
 		    m->reply->task_logs->stdout_dropped;
 
-		if (m->reply->task_logs->output_released)
-			cli_fail(0, "the output was let go after the task ended, %llu "
-			    "bytes: the daemon keeps at most --max-kept-output of ended "
-			    "tasks' output, the newest first",
-			    (unsigned long long)dropped);
+		if (m->reply->task_logs->output_released && dropped > 0)
+			cli_fail(0, "the output was let go after the task ended (it "
+			    "wrote %llu bytes): the daemon holds the output of the most "
+			    "recently ended tasks, up to waiterd --max-kept-output in all",
+			    (unsigned long long)(d->len + dropped));
 		else if (dropped > 0)
 			cli_fail(0, "the first %llu bytes were dropped (output limit); "
 			    "this is the tail", (unsigned long long)dropped);
@@ -558,9 +558,9 @@ const struct cmd cmd_logs = {
 	"logs", "ID [--follow] [--stderr]", "print a task's captured output",
 	"Print the stdout (or with --stderr, the stderr) the daemon kept for task\n"
 	"ID, byte for byte. Past the output limit only the tail is kept; a note on\n"
-	"stderr says how much was dropped. Of ended tasks the daemon keeps output\n"
-	"up to waiterd --max-kept-output in all, the newest first: an older task's\n"
-	"may have been let go (stderr says so). With --follow, go on printing what\n"
+	"stderr says how much was dropped. The daemon holds the output of the most\n"
+	"recently ended tasks, up to waiterd --max-kept-output in all: an older\n"
+	"task's may have been let go (stderr says so). With --follow, go on printing what\n"
 	"the task writes until it ends (from any process, while `waiter run`\n"
 	"streams its own task).\n",
 	logs_main,

@@ -90,7 +90,7 @@ refuse_to_start() {
 		--allow-group 4242
 	assert_failure 1
 	assert_output --partial "cannot give $TESTDIR/nobody/run to group 4242 for --allow-group: Operation not permitted (waiterd must run as root or as a member of that group)"
-	[ ! -e "$TESTDIR/nobody/run/w.sock" ]
+	[ ! -e "$TESTDIR/nobody/run" ]
 	# A shared directory it leaves alone (0755): the socket's chown fails,
 	# and the socket it bound is removed.
 	TESTDIR="$TESTDIR/nobody" run timeout 30 setpriv --reuid=65534 --regid=65534 \
@@ -99,6 +99,7 @@ refuse_to_start() {
 	assert_failure 1
 	assert_output --partial "cannot give $TESTDIR/nobody/w.sock to group 4242 for --allow-group"
 	[ ! -e "$TESTDIR/nobody/w.sock" ]
+	[ ! -e "$TESTDIR/nobody/w.sock.lock" ]
 	# A member of the group may give it: served.
 	TESTDIR="$TESTDIR/nobody" setpriv --reuid=65534 --regid=65534 --groups=4242 \
 		$WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/nobody/run/w.sock" \

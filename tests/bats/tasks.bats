@@ -84,7 +84,7 @@ teardown() { daemon_teardown; }
 	run --separate-stderr "$WAITER" logs "$a"
 	assert_success
 	[ -z "$output" ]
-	[[ "$stderr" == *"the output was let go after the task ended, 40000 bytes: the daemon keeps at most --max-kept-output"* ]]
+	[[ "$stderr" == *"the output was let go after the task ended (it wrote 40000 bytes): the daemon holds the output of the most recently ended tasks, up to waiterd --max-kept-output in all"* ]]
 	run "$WAITER" --json show "$a"
 	[ "$(echo "$output" | jq -r .task.output_released)" = true ]
 	[ "$(echo "$output" | jq -r .task.stdout_dropped)" = 40000 ]
