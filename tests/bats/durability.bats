@@ -36,16 +36,6 @@ wait_past() {
 	return 1
 }
 
-# Wait until `waiter stats` shows KEY=VALUE, at most 20 s.
-wait_stat() {
-	for _ in $(seq 1 1000); do
-		[ "$(stat_value "$1")" = "$2" ] && return 0
-		sleep 0.02
-	done
-	echo "$1 is $(stat_value "$1"), expected $2" >&2
-	return 1
-}
-
 # Run waiterd in the foreground expecting it to refuse to start.
 refused_start() {
 	run timeout 20 "$WAITERD" -S "$TESTDIR/r.sock" --state-dir "$STATE" "$@"

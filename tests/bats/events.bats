@@ -66,7 +66,7 @@ teardown() { daemon_teardown; }
 	pid=$!
 	wait_for_line "$DAEMON_LOG" 'msg=started'
 	# the follower is subscribed once its connection counts
-	until [ "$(stat_value subscribers)" = 1 ]; do sleep 0.02; done
+	wait_stat subscribers 1
 	"$WAITER" shutdown
 	rc=0
 	wait "$pid" || rc=$?
@@ -90,7 +90,7 @@ teardown() { daemon_teardown; }
 	start_daemon --max-output 4096 --retain-events 200
 	"$WAITER" events --follow >"$TESTDIR/out" &
 	pid=$!
-	until [ "$(stat_value subscribers)" = 1 ]; do sleep 0.02; done
+	wait_stat subscribers 1
 	kill -STOP "$pid"
 	# 2,000 events: far more than the socket buffers, the 4 KiB output
 	# limit and the 200-event ring hold together.

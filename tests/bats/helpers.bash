@@ -145,6 +145,28 @@ stat_value() {
 	"$WAITER" stats | sed -n "s/^$1=//p"
 }
 
+# Wait until `waiter stats` shows KEY=VALUE (at most 20 s, times
+# WAITER_TEST_SLOW).
+wait_stat() {
+	for _ in $(seq 1 $((1000 * WAITER_TEST_SLOW))); do
+		[ "$(stat_value "$1")" = "$2" ] && return 0
+		sleep 0.02
+	done
+	echo "$1 is $(stat_value "$1"), expected $2" >&2
+	return 1
+}
+
+# Wait until task $1's kept stdout is $2 (at most 20 s, times
+# WAITER_TEST_SLOW).
+wait_logs() {
+	for _ in $(seq 1 $((1000 * WAITER_TEST_SLOW))); do
+		[ "$("$WAITER" logs "$1")" = "$2" ] && return 0
+		sleep 0.02
+	done
+	echo "task $1's output is $("$WAITER" logs "$1"), expected $2" >&2
+	return 1
+}
+
 # jq-free JSON field extraction for flat numeric/string fields.
 json_field() {
 	sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"

@@ -51,7 +51,7 @@ wait_foreground() {
 	wait "$FG_PID" || FG_STATUS=$?
 	FG_PID=
 	! grep -E 'AddressSanitizer|LeakSanitizer|runtime error|ERROR SUMMARY: [1-9]' \
-		"$TESTDIR/fg.log" >&2
+		"$TESTDIR/fg.log" >&2 || false
 }
 
 # The daemon at $DAEMON_PID has exited on its own: forget it, but still
@@ -60,7 +60,7 @@ daemon_exited() {
 	wait_gone "$DAEMON_PID"
 	DAEMON_PID=
 	! grep -E 'AddressSanitizer|LeakSanitizer|runtime error|ERROR SUMMARY: [1-9]' \
-		"$DAEMON_LOG" >&2
+		"$DAEMON_LOG" >&2 || false
 }
 
 # Run a command as uid/gid 65534 (nobody).
@@ -236,7 +236,7 @@ as_nobody() {
 	assert_success
 	assert_output pong
 	[ "$(stat_value connections_refused)" -ge $((refused + 1)) ]
-	grep -q 'refused uid=0 .*reason=max_clients' "$DAEMON_LOG"
+	grep -q "refused uid=$(id -u) .*reason=max_clients" "$DAEMON_LOG"
 }
 
 @test "waiter starts a daemon at the default socket and reuses it" {

@@ -59,7 +59,7 @@ wait_foreground() {
 	wait "$FG_PID" || FG_STATUS=$?
 	FG_PID=
 	! grep -E 'AddressSanitizer|LeakSanitizer|runtime error|ERROR SUMMARY: [1-9]' \
-		"$TESTDIR/fg.log" >&2
+		"$TESTDIR/fg.log" >&2 || false
 }
 
 # The line number of the first line of $NOTIFY matching the ERE $1.
@@ -92,7 +92,7 @@ refuse_to_start() {
 	[ -n "$restoring" ] && [ "$restoring" -lt "$ready" ]
 	# Only one READY=1, and nothing about stopping yet.
 	[ "$(grep -c 'READY=1$' "$NOTIFY")" -eq 1 ]
-	! grep -q STOPPING "$NOTIFY"
+	! grep -q STOPPING "$NOTIFY" || false
 
 	kill -TERM "$FG_PID"
 	wait_for_line "$NOTIFY" "^$FG_PID STOPPING=1\$"
@@ -123,7 +123,7 @@ refuse_to_start() {
 	grep -qx "$parent READY=1" "$NOTIFY"
 	grep -qx "$parent STATUS=serving $WAITER_SOCKET" "$NOTIFY"
 	# The daemon itself says nothing until it stops, then says that.
-	! grep -q "^$DAEMON_PID " "$NOTIFY"
+	! grep -q "^$DAEMON_PID " "$NOTIFY" || false
 	pid=$DAEMON_PID
 	stop_daemon
 	grep -qx "$pid STOPPING=1" "$NOTIFY"
@@ -203,7 +203,7 @@ refuse_to_start() {
 		-E NOTIFY_SOCKET="$TESTDIR/notify.sock" -E WAITER_SOCKET=/nonexistent/x.sock \
 		-E TESTDIR="$TESTDIR" $WAITERD_WRAPPER "$WAITERD"
 	wait_for_line "$TESTDIR/fg.log" "Listening on $sock"
-	! grep -q ' READY=1$' "$NOTIFY"
+	! grep -q ' READY=1$' "$NOTIFY" || false
 	run "$WAITER" -S "$sock" ping
 	assert_success
 	assert_output pong
@@ -253,7 +253,7 @@ refuse_to_start() {
 		start_fg $WAITERD_WRAPPER "$WAITERD" -S "$WAITER_SOCKET"
 	wait_for_line "$NOTIFY" "^$FG_PID READY=1\$"
 	grep -q "msg=listening path=$WAITER_SOCKET pid=$FG_PID mode=0600" "$TESTDIR/fg.log"
-	! grep -q activated "$TESTDIR/fg.log"
+	! grep -q activated "$TESTDIR/fg.log" || false
 	run "$WAITER" --no-autostart ping
 	assert_output pong
 	kill -TERM "$FG_PID"
@@ -277,7 +277,7 @@ refuse_to_start() {
 	wait_for_line "$NOTIFY" "^$FG_PID READY=1\$"
 	grep -q "msg=lock_skipped path=$sock.lock" "$TESTDIR/fg.log"
 	[ ! -e "$sock.lock" ]
-	! grep -q 'msg=activated_socket' "$TESTDIR/fg.log"
+	! grep -q 'msg=activated_socket' "$TESTDIR/fg.log" || false
 	run setpriv --reuid=65533 --regid=4242 --clear-groups "$WAITER" -S "$sock" ping
 	assert_success
 	assert_output pong
@@ -350,7 +350,7 @@ s.sendto(b"SENTINEL=1", sys.argv[1])' "$TESTDIR/notify.sock"
 	# make wrote the units with the installed waiterd's path.
 	grep -qE '^ExecStart=/[^ ]*/waiterd ' "$WAITER_BUILDDIR/contrib/systemd/waiterd.service"
 	grep -qE '^ExecStart=/[^ ]*/waiterd ' "$WAITER_BUILDDIR/contrib/systemd/user/waiterd.service"
-	! grep -q '@bindir@' "$WAITER_BUILDDIR/contrib/systemd/waiterd.service"
+	! grep -q '@bindir@' "$WAITER_BUILDDIR/contrib/systemd/waiterd.service" || false
 
 	if ! command -v systemd-sysusers >/dev/null; then
 		{ echo "systemd-sysusers is not installed (Debian package systemd): .ci/deps installs it" >&2; return 1; }

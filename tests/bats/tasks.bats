@@ -65,6 +65,16 @@ teardown() { daemon_teardown; }
 	[ "$("$WAITER" --json show "$id" | jq -r .task.stdout_bytes)" = "$(seq 1 10000 | wc -c)" ]
 }
 
+@test "a task's output limit is at most 256 MiB" {
+	run "$WAITER" run --output-limit 268435456 -- echo kept
+	assert_success
+	assert_output kept
+	run "$WAITER" submit --output-limit 268435457 -- true
+	assert_failure 2
+	assert_output --partial "output limit is larger than 256 MiB"
+	[ "$(stat_value tasks)" = 0 ]
+}
+
 @test "--max-kept-output: the oldest ended tasks' output is let go, the newest keeps its own" {
 	stop_daemon
 	start_daemon --max-kept-output 100000
@@ -300,7 +310,7 @@ teardown() { daemon_teardown; }
 	wait_task_running "$id"
 	"$WAITER" --json events --follow --id "$id" >"$TESTDIR/follow" &
 	follower=$!
-	until [ "$(stat_value subscribers)" = 1 ]; do sleep 0.02; done
+	wait_stat subscribers 1
 	kill -TERM "$DAEMON_PID"
 	rc=0
 	wait "$follower" || rc=$?
@@ -314,7 +324,7 @@ teardown() { daemon_teardown; }
 
 @test "logs --follow prints what is kept, then the rest as it comes, once" {
 	id=$("$WAITER" submit --shell "echo one; while [ ! -e $TESTDIR/go ]; do sleep 0.02; done; echo two")
-	until [ "$("$WAITER" logs "$id")" = one ]; do sleep 0.02; done
+	wait_logs "$id" one
 	"$WAITER" logs --follow "$id" >"$TESTDIR/out" &
 	pid=$!
 	touch "$TESTDIR/go"

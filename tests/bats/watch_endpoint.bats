@@ -63,7 +63,7 @@ wait_attempts() {
 	until [ "$(attempts "$1")" -ge "$2" ]; do
 		sleep 0.02
 		n=$((n + 1))
-		[ "$n" -lt 1000 ] || { echo "watch $1 made fewer than $2 attempts" >&2; return 1; }
+		[ "$n" -lt $((1000 * WAITER_TEST_SLOW)) ] || { echo "watch $1 made fewer than $2 attempts" >&2; return 1; }
 	done
 }
 
