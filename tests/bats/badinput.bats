@@ -47,6 +47,7 @@ wait_connections() {
 		assert_success
 		# Closed after an error; "timeout" only in the rare case where the
 		# random length prefix is small and the daemon waits for the rest.
+		# A failure prints "garbage seed=S": WRAW_SEED=S sends the same.
 		assert_line --regexp '^(closed|timeout)$'
 		if [[ "$output" == *"error ERROR_CODE_"* ]]; then
 			errors=$((errors + 1))

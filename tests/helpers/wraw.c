@@ -13,7 +13,8 @@
  *   op:FIELD         send a Request whose only op is unknown field FIELD
  *   raw:HEX          send these bytes
  *   len:N            send a 4-byte length prefix N, no body
- *   garbage:N        send N random bytes
+ *   garbage:N        send N random bytes; prints "garbage seed=S" (the
+ *                    seed: $WRAW_SEED, else the pid) to reproduce them
  *   badproto         send a frame holding bytes that are not a Request
  *   subscribe[:SEQ]  send Subscribe (replaying after SEQ when given)
  *   subscribe-ids:N  send Subscribe filtering on N ids
@@ -78,6 +79,7 @@
 static int split_mode;
 static uint8_t inbuf[1 << 20];
 static size_t inlen;
+static unsigned seed;      /* of garbage:N (srandom) */
 
 static int
 dial(const char *path)
@@ -617,6 +619,8 @@ step(int *fd, const char *path, const char *s)
 		size_t n = strtoul(arg, NULL, 10);
 		uint8_t *b = malloc(n);
 
+		printf("garbage seed=%u\n", seed);
+		fflush(stdout);
 		for (size_t i = 0; i < n; i++)
 			b[i] = (uint8_t)random();
 		send_bytes(*fd, b, n);
@@ -681,7 +685,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: wraw SOCKET STEP...\n");
 		return 2;
 	}
-	srandom((unsigned)getpid());
+	seed = getenv("WRAW_SEED") != NULL ?
+	    (unsigned)strtoul(getenv("WRAW_SEED"), NULL, 10) : (unsigned)getpid();
+	srandom(seed);
 	fd = strncmp(argv[2], "hold:", 5) == 0 || strncmp(argv[2], "try:", 4) == 0 ||
 	    strncmp(argv[2], "churn:", 6) == 0 ? -1 : dial(argv[1]);
 	for (int i = 2; i < argc; i++)
