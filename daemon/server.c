@@ -894,21 +894,19 @@ server_lock(bool optional, const char **cause)
 }
 
 /*
- * Give path (the socket or its private directory, whose stat is st) to
- * --allow-group's group. With only --allow-group the group bits are all
- * that let members in, so a failed chown (a daemon that is neither root
- * nor a member of the group: EPERM) is refused at start rather than found
- * later as "Permission denied" in every member's client. With --allow-uid
- * too the modes let anyone through and the credential check decides, so
- * it is only logged (as when the path has the group already, which a
- * chown to it could hardly refuse).
+ * Give path (the socket or its private directory) to --allow-group's
+ * group. With only --allow-group the group bits are all that let members
+ * in, so a failed chown (a daemon that is neither root nor a member of the
+ * group: EPERM) is refused at start rather than found later as "Permission
+ * denied" in every member's client. With --allow-uid too the modes let
+ * anyone through and the credential check decides, so it is only logged.
  */
 static int
-server_give_group(const char *path, const struct stat *st, const char **cause)
+server_give_group(const char *path, const char **cause)
 {
 	if (!cfg.have_allow_gid || chown(path, (uid_t)-1, cfg.allow_gid) == 0)
 		return 0;
-	if (cfg.n_allow_uids > 0 || st->st_gid == cfg.allow_gid) {
+	if (cfg.n_allow_uids > 0) {
 		log_warn("chown path=%s gid=%u errno=%d", path, (unsigned)cfg.allow_gid,
 		    errno);
 		return 0;
@@ -966,7 +964,7 @@ server_prepare_dir(const char **cause)
 		 * and is just as private. */
 		mode_t mode = cfg.n_allow_uids > 0 ? 0711 : 0710;
 
-		if (server_give_group(dir, &st, cause) < 0) {
+		if (server_give_group(dir, cause) < 0) {
 			rc = -1;
 			if (made)
 				rmdir(dir);     /* leave nothing behind */
@@ -1036,7 +1034,6 @@ int
 server_listen(const char **cause)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
 	mode_t mode, old;
 
 	if (strlen(cfg.socket_path) >= sizeof sa.sun_path) {
@@ -1066,11 +1063,7 @@ server_listen(const char **cause)
 	}
 	umask(old);
 	mode = cfg.n_allow_uids > 0 ? 0666 : cfg.have_allow_gid ? 0660 : 0600;
-	if (lstat(cfg.socket_path, &st) < 0 || server_give_group(cfg.socket_path, &st,
-	    cause) < 0) {
-		if (*cause == NULL)
-			*cause = arena_printf("cannot stat %s: %s", cfg.socket_path,
-			    strerror(errno));
+	if (server_give_group(cfg.socket_path, cause) < 0) {
 		unlink(cfg.socket_path);
 		return -1;
 	}

@@ -33,6 +33,15 @@ as_nobody() {
 	setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
 }
 
+# waiterd as nobody (no groups) in the foreground on $1 with --allow-group
+# 4242, a group it is not in: it must refuse to start. Under valgrind its
+# log goes to $TESTDIR/nobody, which nobody may write.
+refuse_to_start_as_nobody() {
+	TESTDIR="$TESTDIR/nobody" run timeout 30 setpriv --reuid=65534 --regid=65534 \
+		--clear-groups $WAITERD_WRAPPER "$WAITERD" -S "$1" --allow-group 4242
+	assert_failure 1
+}
+
 # waiterd in the foreground on $1, expected to refuse to start.
 refuse_to_start() {
 	run timeout 30 $WAITERD_WRAPPER "$WAITERD" -S "$1"
@@ -85,18 +94,12 @@ refuse_to_start() {
 	mkdir -m 755 "$TESTDIR/nobody"
 	chown 65534:65534 "$TESTDIR/nobody"
 	# A private directory it makes: the directory's chown fails.
-	TESTDIR="$TESTDIR/nobody" run timeout 30 setpriv --reuid=65534 --regid=65534 \
-		--clear-groups $WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/nobody/run/w.sock" \
-		--allow-group 4242
-	assert_failure 1
+	refuse_to_start_as_nobody "$TESTDIR/nobody/run/w.sock"
 	assert_output --partial "cannot give $TESTDIR/nobody/run to group 4242 for --allow-group: Operation not permitted (waiterd must run as root or as a member of that group)"
 	[ ! -e "$TESTDIR/nobody/run" ]
 	# A shared directory it leaves alone (0755): the socket's chown fails,
 	# and the socket it bound is removed.
-	TESTDIR="$TESTDIR/nobody" run timeout 30 setpriv --reuid=65534 --regid=65534 \
-		--clear-groups $WAITERD_WRAPPER "$WAITERD" -S "$TESTDIR/nobody/w.sock" \
-		--allow-group 4242
-	assert_failure 1
+	refuse_to_start_as_nobody "$TESTDIR/nobody/w.sock"
 	assert_output --partial "cannot give $TESTDIR/nobody/w.sock to group 4242 for --allow-group"
 	[ ! -e "$TESTDIR/nobody/w.sock" ]
 	[ ! -e "$TESTDIR/nobody/w.sock.lock" ]
